@@ -1,0 +1,68 @@
+# schemagate — run `make` (or `make help`) for the list of targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_DIR := .run
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test test-unit test-component test-e2e lint fuzz bench image deploy clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## create .venv with schemagate (editable) and the test/lint tools
+
+$(RUN_DIR)/tls/tls.crt: | $(STAMP)
+	$(BIN)/schemagate certs issue --out $(RUN_DIR)/tls --dns-name localhost --ip 127.0.0.1
+
+run: $(STAMP) $(RUN_DIR)/tls/tls.crt ## serve on https://127.0.0.1:8443 with local certs and an embedded SQLite database
+	$(BIN)/python -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).executescript(open(sys.argv[2]).read())' \
+	  $(RUN_DIR)/schemagate.db dev/seed.sql
+	LOCAL_DATABASE_URL=sqlite:///$(CURDIR)/$(RUN_DIR)/schemagate.db $(BIN)/schemagate serve \
+	  --config dev/config.yaml \
+	  --tls-cert $(RUN_DIR)/tls/tls.crt --tls-key $(RUN_DIR)/tls/tls.key \
+	  --host 127.0.0.1 --port 8443
+
+test: $(STAMP) ## run every test tier (unit, component with real databases, e2e with a real API server)
+	$(BIN)/pytest
+
+test-unit: $(STAMP) ## run the pure, fast tests only
+	$(BIN)/pytest tests/unit
+
+test-component: $(STAMP) ## run the real-TLS and real-database tests only
+	$(BIN)/pytest tests/component
+
+test-e2e: $(STAMP) ## run the end-to-end tier against a real kube-apiserver (first run builds it)
+	$(BIN)/pytest tests/e2e
+
+lint: $(STAMP) ## ruff, mypy (strict on webhook/ and certs/) and the import-layering contract
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fuzz: $(STAMP) ## long property-based fuzzing run of the codec and decisions
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/unit/test_fuzz.py -q
+
+bench: $(STAMP) ## benchmark against a bare aiohttp reference server; prints a table, writes bench/results/
+	$(BIN)/python -m bench
+
+image: ## build the container image (needs a Docker engine)
+	docker build -t schemagate:dev .
+
+deploy: ## install into the current kubectl context
+	kubectl apply -k manifests/base
+
+clean: ## remove the venv, local certs and caches
+	rm -rf $(VENV) $(RUN_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,245 @@
+"""Gate decisions over data: every tool, every recorded state, every refusal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from tests.factories import deployment, review
+from webhook import decide
+from webhook.config import Config, DatabaseConfig
+from webhook.gate import GateCheck, Unreachable, needs_check
+from webhook.review import AdmissionResponse, parse_review
+from webhook.versions import Recorded
+
+AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+def _db(tool: str, namespaces: tuple[str, ...] = ("shop",)) -> DatabaseConfig:
+    return DatabaseConfig("orders", "url", "postgresql://h/orders", tool, frozenset(namespaces))
+
+
+def _config(tool: str = "flyway", policy: str = "closed") -> Config:
+    return Config(databases={"orders": _db(tool)}, on_unreachable=policy)  # type: ignore[arg-type]
+
+
+def _gated(
+    version: str, match: str | None = None, database: str = "orders", namespace: str = "shop"
+) -> dict[str, object]:
+    annotations = {"schemagate.dev/database": database, "schemagate.dev/schema-version": version}
+    if match:
+        annotations["schemagate.dev/version-match"] = match
+    return deployment("api", namespace, mode="gate", annotations=annotations)
+
+
+def _plan(
+    obj: dict[str, object], config: Config, **kw: object
+) -> AdmissionResponse | decide.PendingGate:
+    request = parse_review(orjson.dumps(review(obj, **kw)))  # type: ignore[arg-type]
+    return decide.admit(request, config, decide.mode(request))
+
+
+def _answer(
+    tool: str,
+    version: str,
+    found: Recorded | Unreachable,
+    match: str | None = None,
+    policy: str = "closed",
+) -> AdmissionResponse:
+    config = _config(tool, policy)
+    pending = _plan(_gated(version, match), config)
+    assert isinstance(pending, decide.PendingGate), pending
+    return decide.finish_gate(pending, found, config)
+
+
+FLYWAY_41 = Recorded(True, latest="41", applied_at=AT)
+
+
+@pytest.mark.parametrize(
+    ("tool", "required", "match", "found", "ok"),
+    [
+        ("flyway", "41", None, FLYWAY_41, True),
+        ("flyway", "40", None, FLYWAY_41, True),
+        ("flyway", "42", None, FLYWAY_41, False),
+        ("flyway", "40", "exact", FLYWAY_41, False),
+        ("flyway", "41.0", "exact", FLYWAY_41, True),
+        ("flyway", "1.9", None, Recorded(True, latest="1.10"), True),
+        ("flyway", "1.10", None, Recorded(True, latest="1.9"), False),
+        ("golang-migrate", "20240101120000", None, Recorded(True, latest="20240102000000"), True),
+        ("atlas", "3", None, Recorded(True, latest="2"), False),
+        (
+            "liquibase",
+            "v42",
+            None,
+            Recorded(True, latest="v41", present=frozenset({"v41", "7"})),
+            False,
+        ),
+        (
+            "liquibase",
+            "7",
+            None,
+            Recorded(True, latest="v41", present=frozenset({"v41", "7"})),
+            True,
+        ),
+        (
+            "liquibase",
+            "v41",
+            "exact",
+            Recorded(True, latest="v41", present=frozenset({"v41"})),
+            True,
+        ),
+        (
+            "liquibase",
+            "v40",
+            "exact",
+            Recorded(True, latest="v41", present=frozenset({"v40", "v41"})),
+            False,
+        ),
+        ("alembic", "ae10", None, Recorded(True, latest="ae10", heads=("ae10",)), True),
+        ("alembic", "ae10", "exact", Recorded(True, latest="b2", heads=("b2",)), False),
+        ("flyway", "1", None, Recorded(True), False),
+    ],
+)
+def test_satisfaction(
+    tool: str, required: str, match: str | None, found: Recorded, ok: bool
+) -> None:
+    assert _answer(tool, required, found, match).allowed is ok
+
+
+@pytest.mark.parametrize(
+    ("tool", "found", "message"),
+    [
+        (
+            "flyway",
+            FLYWAY_41,
+            "shop/api needs schema orders >= 42 (flyway); orders records 41 (applied "
+            "2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+        ),
+        (
+            "flyway",
+            Recorded(False),
+            "shop/api needs schema orders >= 42 (flyway); no migrations recorded in orders. "
+            "Run the migrations first, then re-apply.",
+        ),
+        (
+            "golang-migrate",
+            Recorded(True, latest="42", problems=("dirty at 42",)),
+            "shop/api needs schema orders >= 42 (golang-migrate); orders records a problem: "
+            "dirty at 42. Repair the migration history, then re-apply.",
+        ),
+        (
+            "liquibase",
+            Recorded(True, latest="v1", present=frozenset({"v1"})),
+            "shop/api needs tag or changeset 42 in orders (liquibase); orders records tag v1. "
+            "Run the migrations first, then re-apply.",
+        ),
+        (
+            "flyway",
+            Unreachable("cannot connect to 127.0.0.1:5432/orders: connection refused"),
+            "shop/api needs schema orders >= 42 (flyway), but orders could not be read: cannot "
+            "connect to 127.0.0.1:5432/orders: connection refused. The gate fails closed "
+            "(on_unreachable: closed); retry when the database is reachable.",
+        ),
+    ],
+)
+def test_denial_messages(tool: str, found: Recorded | Unreachable, message: str) -> None:
+    answer = _answer(tool, "42", found)
+    assert not answer.allowed
+    assert answer.message == message
+
+
+def test_alembic_heads_are_reported() -> None:
+    found = Recorded(
+        True, heads=("a1", "b2"), present=frozenset({"a1", "b2"}), problems=("2 heads: a1, b2",)
+    )
+    answer = _answer("alembic", "a1", found)
+    assert answer.message == (
+        "shop/api needs schema orders == a1 (alembic); orders records a "
+        "problem: 2 heads: a1, b2. Repair the migration history, then "
+        "re-apply."
+    )
+
+
+def test_unreachable_open_allows_with_a_warning() -> None:
+    answer = _answer(
+        "flyway", "42", Unreachable("no answer within the 2 s lookup deadline"), policy="open"
+    )
+    assert answer.allowed
+    assert answer.warnings == (
+        "schemagate: shop/api needs schema orders >= 42 (flyway), but "
+        "orders could not be read: no answer within the 2 s lookup "
+        "deadline. Admitted unchecked (on_unreachable: open).",
+    )
+
+
+@pytest.mark.parametrize(
+    ("obj", "tool", "message"),
+    [
+        (
+            _gated("42", database="billing"),
+            "flyway",
+            "shop/api: annotation schemagate.dev/database: unknown database 'billing'; the webhook "
+            "knows: orders",
+        ),
+        (
+            _gated("42", namespace="tenant"),
+            "flyway",
+            "tenant/api: namespace 'tenant' may not gate on database 'orders'; ask the webhook's "
+            "operators to add it to the database's namespaces",
+        ),
+        (
+            _gated("v42"),
+            "flyway",
+            "shop/api: annotation schemagate.dev/schema-version: 'v42' is not a flyway version; "
+            "expected dotted numbers such as 42 or 1.10",
+        ),
+        (
+            _gated("ae10", "at-least"),
+            "alembic",
+            "shop/api: annotation schemagate.dev/version-match: alembic revisions are not ordered, "
+            "so only exact is possible (the single head must equal the revision)",
+        ),
+        (
+            deployment(mode="gate"),
+            "flyway",
+            "shop/api: annotation schemagate.dev/database: required (the name of a database in the "
+            "webhook config)",
+        ),
+    ],
+)
+def test_refusals_need_no_lookup(obj: dict[str, object], tool: str, message: str) -> None:
+    answer = _plan(obj, _config(tool))
+    assert isinstance(answer, AdmissionResponse)
+    assert (answer.allowed, answer.code, answer.message) == (False, 422, message)
+
+
+def test_updates_are_checked_only_when_template_or_requirement_changes() -> None:
+    old = _gated("42")
+    scaled = _gated("42")
+    scaled["spec"]["replicas"] = 5  # type: ignore[index]
+    relabelled = _gated("42")
+    relabelled["metadata"]["labels"]["team"] = "x"  # type: ignore[index]
+    bumped = _gated("43")
+    new_image = _gated("42")
+    new_image["spec"]["template"]["spec"]["containers"][0]["image"] = "api:2"  # type: ignore[index]
+
+    def check(new: dict[str, object]) -> bool:
+        return needs_check(parse_review(orjson.dumps(review(new, operation="UPDATE", old=old))))
+
+    assert (check(scaled), check(relabelled), check(bumped), check(new_image)) == (
+        False,
+        False,
+        True,
+        True,
+    )
+    # A scale-up is allowed even though the database is far behind: no lookup at all.
+    answer = _plan(scaled, _config(), operation="UPDATE", old=old)
+    assert isinstance(answer, AdmissionResponse) and answer.allowed
+
+
+def test_gate_check_carries_the_default_match() -> None:
+    pending = _plan(_gated("42"), _config("liquibase"))
+    assert isinstance(pending, decide.PendingGate)
+    assert pending.check == GateCheck("shop/api", _db("liquibase"), "42", "at-least")

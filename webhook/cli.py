@@ -1,0 +1,135 @@
+"""The `schemagate` command line. Every flag can also come from a SCHEMAGATE_* variable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from webhook import logs
+from webhook.config import ConfigError, load_config
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get("SCHEMAGATE_" + name, default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="schemagate",
+        description="Kubernetes admission webhook that makes schema migrations safe under GitOps.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the admission webhook over HTTPS")
+    serve.add_argument(
+        "--config",
+        default=_env("CONFIG"),
+        required=_env("CONFIG") is None,
+        help="YAML configuration file [SCHEMAGATE_CONFIG]",
+    )
+    serve.add_argument(
+        "--tls-cert",
+        default=_env("TLS_CERT"),
+        required=_env("TLS_CERT") is None,
+        help="PEM serving certificate, reloaded on change [SCHEMAGATE_TLS_CERT]",
+    )
+    serve.add_argument(
+        "--tls-key",
+        default=_env("TLS_KEY"),
+        required=_env("TLS_KEY") is None,
+        help="PEM private key, reloaded on change [SCHEMAGATE_TLS_KEY]",
+    )
+    serve.add_argument(
+        "--host",
+        default=_env("HOST", "0.0.0.0"),
+        help="address to listen on [SCHEMAGATE_HOST] (default 0.0.0.0)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("PORT", "8443") or 8443),
+        help="port to listen on [SCHEMAGATE_PORT] (default 8443)",
+    )
+    serve.add_argument(
+        "--client-ca",
+        default=_env("CLIENT_CA"),
+        help="require API server client certificates signed by this CA [SCHEMAGATE_CLIENT_CA]",
+    )
+    serve.add_argument(
+        "--namespace",
+        default=_env("NAMESPACE"),
+        help="the webhook's own namespace, never mutated [SCHEMAGATE_NAMESPACE]",
+    )
+    serve.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="[SCHEMAGATE_LOG_LEVEL] (default info)",
+    )
+
+    certs = sub.add_parser("certs", help="certificate tools").add_subparsers(
+        dest="certs_command", required=True
+    )
+    issue = certs.add_parser("issue", help="write a CA and a serving certificate to a folder")
+    issue.add_argument("--out", required=True, help="folder for ca.crt, tls.crt, tls.key")
+    issue.add_argument("--dns-name", action="append", default=[], help="DNS name (repeatable)")
+    issue.add_argument("--ip", action="append", default=[], help="IP address (repeatable)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return _certs(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from webhook.serve import ServeOptions, serve
+
+    logs.configure(args.log_level)
+    try:
+        config = load_config(args.config)
+        options = ServeOptions(
+            config=config,
+            tls_cert=Path(args.tls_cert),
+            tls_key=Path(args.tls_key),
+            host=args.host,
+            port=args.port,
+            client_ca=Path(args.client_ca) if args.client_ca else None,
+            namespace=args.namespace,
+        )
+        _check_readable(options)
+        asyncio.run(serve(options))
+    except ConfigError as exc:
+        print(f"schemagate: config error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"schemagate: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _check_readable(options: object) -> None:
+    for attr in ("tls_cert", "tls_key", "client_ca"):
+        path = getattr(options, attr)
+        if path is not None and not Path(path).is_file():
+            raise OSError(2, f"--{attr.replace('_', '-')} file not found", str(path))
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from certs.files import issue_to_dir
+
+    if not args.dns_name and not args.ip:
+        print("schemagate: certs issue needs at least one --dns-name or --ip", file=sys.stderr)
+        return 2
+    issue_to_dir(Path(args.out), args.dns_name, args.ip)
+    print(f"wrote {args.out}/ca.crt, tls.crt, tls.key")
+    return 0

@@ -1,0 +1,176 @@
+"""The webhook's configuration: one YAML file, validated completely at start.
+
+Every error names the offending key as a dotted path (`databases.orders.tool`) and the
+values that are allowed, so a bad ConfigMap fails the rollout with a one-line reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+GATE_TOOLS = ("flyway", "liquibase", "alembic", "golang-migrate", "atlas")
+INJECT_TOOLS = (*GATE_TOOLS, "command")
+URL_KEYS = ("url", "url_env", "url_file")
+URL_SCHEMES = ("postgresql://", "postgres://", "mysql://", "sqlite:///")
+
+UrlKind = Literal["url", "url_env", "url_file"]
+Policy = Literal["closed", "open"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; str() is the one-line message naming the key."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    name: str
+    url_kind: UrlKind
+    url_value: str
+    tool: str
+    namespaces: frozenset[str]
+    schema: str | None = None
+    table: str | None = None
+
+    def allows(self, namespace: str) -> bool:
+        return "*" in self.namespaces or namespace in self.namespaces
+
+
+@dataclass(frozen=True)
+class ToolOverride:
+    image: str | None = None
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    databases: Mapping[str, DatabaseConfig] = field(default_factory=dict)
+    lookup_timeout: float = 2.0
+    cache_ttl: float = 5.0
+    on_unreachable: Policy = "closed"
+    tool_overrides: Mapping[str, ToolOverride] = field(default_factory=dict)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at `path`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config {path} is not valid YAML{where}") from None
+    return parse_config({} if data is None else data)
+
+
+def parse_config(data: object) -> Config:
+    """Validate an already-decoded document and build the typed configuration."""
+    top = _mapping(data, "config")
+    _only(top, ("databases", "lookup", "on_unreachable", "inject"), "")
+    databases = {
+        str(name): _database(str(name), spec)
+        for name, spec in _mapping(top.get("databases", {}), "databases").items()
+    }
+    lookup = _mapping(top.get("lookup", {}), "lookup")
+    _only(lookup, ("timeout_seconds", "cache_ttl_seconds"), "lookup.")
+    timeout = _number(lookup.get("timeout_seconds", 2), "lookup.timeout_seconds", low=0.05, high=25)
+    ttl = _number(lookup.get("cache_ttl_seconds", 5), "lookup.cache_ttl_seconds", low=0, high=3600)
+    policy = top.get("on_unreachable", "closed")
+    if policy not in ("closed", "open"):
+        raise ConfigError(f"on_unreachable: {policy!r} is not one of closed, open")
+    inject = _mapping(top.get("inject", {}), "inject")
+    _only(inject, ("tools",), "inject.")
+    overrides = {
+        str(tool): _override(str(tool), spec)
+        for tool, spec in _mapping(inject.get("tools", {}), "inject.tools").items()
+    }
+    return Config(databases, timeout, ttl, policy, overrides)
+
+
+def _database(name: str, spec: object) -> DatabaseConfig:
+    where = f"databases.{name}"
+    body = _mapping(spec, where)
+    _only(body, (*URL_KEYS, "tool", "namespaces", "schema", "table"), where + ".")
+    given = [key for key in URL_KEYS if key in body]
+    if len(given) != 1:
+        raise ConfigError(
+            f"{where}: set exactly one of url, url_env, url_file (found {len(given)})"
+        )
+    kind: UrlKind = given[0]  # type: ignore[assignment]
+    value = _text(body[kind], f"{where}.{kind}")
+    if kind == "url" and not value.startswith(URL_SCHEMES):
+        # Never echo the URL itself: it may carry a password.
+        raise ConfigError(f"{where}.url: scheme must be postgresql://, mysql:// or sqlite:///")
+    tool = body.get("tool")
+    if tool not in GATE_TOOLS:
+        raise ConfigError(f"{where}.tool: {tool!r} is not one of {', '.join(GATE_TOOLS)}")
+    if "namespaces" not in body:
+        raise ConfigError(f'{where}.namespaces: required (a list of namespaces, or ["*"])')
+    namespaces = body["namespaces"]
+    if isinstance(namespaces, str):
+        namespaces = [namespaces]
+    if not isinstance(namespaces, list) or not namespaces:
+        raise ConfigError(f'{where}.namespaces: must be a non-empty list of namespaces or "*"')
+    allowed = frozenset(_text(ns, f"{where}.namespaces") for ns in namespaces)
+    schema = _optional_identifier(body.get("schema"), f"{where}.schema")
+    table = _optional_identifier(body.get("table"), f"{where}.table")
+    return DatabaseConfig(name, kind, value, str(tool), allowed, schema, table)
+
+
+def _override(tool: str, spec: object) -> ToolOverride:
+    where = f"inject.tools.{tool}"
+    if tool not in INJECT_TOOLS:
+        raise ConfigError(f"{where}: unknown tool; expected one of {', '.join(INJECT_TOOLS)}")
+    body = _mapping(spec, where)
+    _only(body, ("image", "command"), where + ".")
+    image = _text(body["image"], f"{where}.image") if "image" in body else None
+    command = None
+    if "command" in body:
+        raw = body["command"]
+        if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
+            raise ConfigError(f"{where}.command: must be a non-empty list of strings")
+        command = tuple(raw)
+    return ToolOverride(image, command)
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _only(body: Mapping[str, Any], keys: tuple[str, ...], prefix: str) -> None:
+    for key in body:
+        if key not in keys:
+            raise ConfigError(f"{prefix}{key}: unknown key; expected one of {', '.join(keys)}")
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: must be a non-empty string")
+    return value
+
+
+def _number(value: object, where: str, *, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: must be a number")
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: {value} is outside {low}..{high}")
+    return float(value)
+
+
+def _optional_identifier(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    text = _text(value, where)
+    # Schema and table names are quoted into SQL by the sources; keep them plain identifiers.
+    if not all(c.isalnum() or c in "_$" for c in text):
+        raise ConfigError(f"{where}: {text!r} must contain only letters, digits, _ and $")
+    return text

@@ -1,0 +1,177 @@
+"""Inject mode: build the migration init container and the JSON Patch that places it. Pure.
+
+The init container borrows the app container's image, environment, mounts and
+security settings (the seed pattern: migrations ship inside the app image and reach
+the database with the app's own credentials). Secrets stay references: `env` and
+`envFrom` entries are copied as written, never resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.config import Config
+from webhook.contract import CONTAINER, IMAGE, InjectSpec, Invalid
+from webhook.review import JsonPatch
+
+NAME = "schemagate-migrate"
+INIT_PATH = "/spec/template/spec/initContainers"
+
+# Default commands. `$(DATABASE_URL)` is Kubernetes' own env-var expansion in
+# command/args: no shell is involved anywhere.
+PRESETS: Mapping[str, tuple[str, ...]] = {
+    "flyway": ("flyway", "migrate"),
+    "liquibase": ("liquibase", "update"),
+    "alembic": ("alembic", "upgrade", "head"),
+    "golang-migrate": ("migrate", "-path", "/migrations", "-database", "$(DATABASE_URL)", "up"),
+    "atlas": (
+        "atlas",
+        "migrate",
+        "apply",
+        "--dir",
+        "file:///migrations",
+        "--url",
+        "$(DATABASE_URL)",
+    ),
+}
+
+INHERITED = (
+    "env",
+    "envFrom",
+    "volumeMounts",
+    "securityContext",
+    "resources",
+    "imagePullPolicy",
+    "workingDir",
+)
+
+# Fields the API server fills in on a stored container: their presence on an existing
+# schemagate-migrate container is not a difference worth a patch.
+_SERVER_DEFAULTS: Mapping[str, Any] = {
+    "terminationMessagePath": "/dev/termination-log",
+    "terminationMessagePolicy": "File",
+    "resources": {},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    ops: JsonPatch
+    warnings: tuple[str, ...]
+
+
+def pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = obj.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    pod = template.get("spec") if isinstance(template, dict) else None
+    return pod if isinstance(pod, dict) else {}
+
+
+def init_containers(obj: Mapping[str, Any]) -> Sequence[Any]:
+    value = pod_spec(obj).get("initContainers")
+    return value if isinstance(value, list) else []
+
+
+def find_injected(obj: Mapping[str, Any]) -> int | None:
+    for index, container in enumerate(init_containers(obj)):
+        if isinstance(container, dict) and container.get("name") == NAME:
+            return index
+    return None
+
+
+def build_container(obj: Mapping[str, Any], spec: InjectSpec, config: Config) -> dict[str, Any]:
+    """The desired init container, or `Invalid` when the Deployment cannot host one."""
+    containers = pod_spec(obj).get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise Invalid("the pod template has no containers to borrow an image and environment from")
+    app = _app_container(containers, spec.container)
+    override = config.tool_overrides.get(spec.tool)
+    image = spec.image or (override.image if override else None) or app.get("image")
+    if not isinstance(image, str) or not image:
+        raise Invalid(f"container {app.get('name')!r} has no image; set annotation {IMAGE}")
+    command = spec.command or (override.command if override else None) or PRESETS[spec.tool]
+    container: dict[str, Any] = {"name": NAME, "image": image, "command": list(command)}
+    for key in INHERITED:
+        if key in app and app[key] is not None:
+            container[key] = app[key]
+    return container
+
+
+def plan_injection(obj: Mapping[str, Any], spec: InjectSpec, config: Config) -> Injection:
+    desired = build_container(obj, spec, config)
+    index = find_injected(obj)
+    if index is None:
+        if "initContainers" in pod_spec(obj) and isinstance(pod_spec(obj)["initContainers"], list):
+            ops: JsonPatch = [{"op": "add", "path": INIT_PATH + "/-", "value": desired}]
+        else:
+            ops = [{"op": "add", "path": INIT_PATH, "value": [desired]}]
+    elif matches(init_containers(obj)[index], desired):
+        ops = []
+    else:
+        ops = [_guard(index), {"op": "replace", "path": f"{INIT_PATH}/{index}", "value": desired}]
+    return Injection(ops, _warnings(obj, spec, desired) if ops else ())
+
+
+def plan_removal(obj: Mapping[str, Any]) -> JsonPatch:
+    """Ops that take the injected container out (label removed, or switched to gate)."""
+    index = find_injected(obj)
+    if index is None:
+        return []
+    return [_guard(index), {"op": "remove", "path": f"{INIT_PATH}/{index}"}]
+
+
+def matches(existing: Any, desired: Mapping[str, Any]) -> bool:
+    if not isinstance(existing, dict):
+        return False
+    for key, value in existing.items():
+        if key in desired:
+            if desired[key] != value:
+                return False
+        elif key == "imagePullPolicy":
+            continue  # defaulted by the API server from the image tag
+        elif _SERVER_DEFAULTS.get(key, _MISSING) != value:
+            return False
+    return all(key in existing for key in desired)
+
+
+_MISSING = object()
+
+
+def _app_container(containers: list[Any], wanted: str | None) -> Mapping[str, Any]:
+    named = [c for c in containers if isinstance(c, dict)]
+    if wanted is None:
+        if not named:
+            raise Invalid("the pod template's first container is malformed")
+        return named[0]
+    for container in named:
+        if container.get("name") == wanted:
+            return container
+    names = ", ".join(str(c.get("name")) for c in named)
+    raise Invalid(f"annotation {CONTAINER}: no container named {wanted!r}; containers: {names}")
+
+
+def _guard(index: int) -> dict[str, Any]:
+    # A `test` op makes the patch fail rather than touch the wrong container if the
+    # array changed between our read and the API server applying the patch.
+    return {"op": "test", "path": f"{INIT_PATH}/{index}/name", "value": NAME}
+
+
+def _warnings(
+    obj: Mapping[str, Any], spec: InjectSpec, container: Mapping[str, Any]
+) -> tuple[str, ...]:
+    command = " ".join(container["command"])
+    notes = [
+        f"schemagate injected init container {NAME} ({spec.tool}): "
+        f"image {container['image']}, command: {command}"
+    ]
+    spec_ = obj.get("spec")
+    replicas = spec_.get("replicas", 1) if isinstance(spec_, dict) else 1
+    if spec.tool == "alembic" and isinstance(replicas, int) and replicas > 1:
+        notes.append(
+            f"alembic takes no lock: with {replicas} replicas, several pods may run "
+            "migrations at once; consider schemagate.dev/migrate: gate with a single "
+            "migration Job"
+        )
+    return tuple(notes)

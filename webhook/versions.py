@@ -1,0 +1,54 @@
+"""What a migration tool recorded, and how versions compare. Pure: no I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+_SPLIT = re.compile(r"[._]")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A snapshot of one database's migration history, read from the tool's own table.
+
+    `table_present` is False when the tool's table does not exist (no migrations yet).
+    `latest` is the tool's notion of the current version: the highest applied version
+    (flyway, golang-migrate, atlas), the last tag (liquibase), or the single head (alembic).
+    `applied_at` is when `latest` was applied, where the tool records it.
+    `present` holds every identifier a requirement may name: liquibase tags and
+    changeset IDs, or alembic heads.
+    `problems` are unhealthy states the tool recorded (a failed row, a dirty flag, a
+    held lock, several heads): any of them denies a gate.
+    """
+
+    table_present: bool
+    latest: str | None = None
+    applied_at: datetime | None = None
+    present: frozenset[str] = field(default_factory=frozenset)
+    heads: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key comparing dotted versions numerically: 1.10 > 1.9 and 2 == 2.0.
+
+    Trailing zero components are dropped so `2`, `2.0` and `2.0.0` are equal.
+    Non-numeric components sort after numeric ones and compare as text, so odd
+    versions still get a total order instead of an exception.
+    """
+    parts: list[tuple[int, int | str]] = []
+    for piece in _SPLIT.split(version.strip()):
+        if piece.isdigit():
+            parts.append((0, int(piece)))
+        else:
+            parts.append((1, piece))
+    while parts and parts[-1] == (0, 0):
+        parts.pop()
+    return tuple(parts)
+
+
+def is_version(text: str) -> bool:
+    """True for a dotted numeric version such as `42`, `1.10` or `20240101120000`."""
+    return bool(text) and all(p.isdigit() for p in _SPLIT.split(text))
