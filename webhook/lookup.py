@@ -1,7 +1,13 @@
-"""Reading recorded versions: deadline, brief cache and one query per database at a time.
+"""Gate lookups: a short-lived cache and single flight in front of the version sources.
 
-Edge code: it drives the version sources and hands plain `Recorded` / `Unreachable`
-data to the pure gate decision.
+The handler asks `get(name, max_age)` and hands `found` to `webhook.gate`. It asks with
+the full `cache_ttl_seconds` first and, when that answer denies and is older than a
+second, again with a short `max_age`, so a person who just ran the migration is let in
+on the next try while satisfied answers stay cached.
+
+The answer always comes within the source's deadline: a database that is down or slow
+becomes `Unreachable` with a reason, and the gate applies `on_unreachable`. Concurrent
+requests for one database share a single read.
 """
 
 from __future__ import annotations
@@ -13,23 +19,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from webhook.gate import Unreachable
-from webhook.sources.base import SourceUnavailable, VersionSource
+from webhook.sources import SourceError, VersionSource
 from webhook.versions import Recorded
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("schemagate.lookup")
 
-# A failed read is remembered this long, so a dead database costs one timeout per
-# second rather than one per request, and recovery is noticed within a second.
+Observe = Callable[[str, str, float], None]
+
+# A failed read is remembered this long, so a dead database costs one deadline per
+# second rather than one per request, and its recovery is noticed within a second.
 FAILURE_TTL = 1.0
 
-Found = Recorded | Unreachable
-Observer = Callable[[str, str, float], None]  # database, result, seconds
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Fetched:
-    found: Found
-    age: float  # seconds since it was read from the database
+    """What a database records (or why it could not be read), and how old that answer is."""
+
+    found: Recorded | Unreachable
+    age: float
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    found: Recorded | Unreachable
+    taken: float
 
 
 class Lookups:
@@ -37,71 +50,55 @@ class Lookups:
         self,
         sources: Mapping[str, VersionSource],
         *,
-        timeout: float,
-        observe: Observer | None = None,
+        observe: Observe = lambda database, result, seconds: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._sources = sources
-        self._timeout = timeout
+        """`observe(database, result, seconds)` is called once per database read, with
+        result one of recorded, no_table, unreachable, timeout (cache hits are not reads)."""
+        self._sources = dict(sources)
         self._observe = observe
         self._clock = clock
-        self._cache: dict[str, tuple[Found, float]] = {}
-        self._inflight: dict[str, asyncio.Task[Found]] = {}
+        self._cache: dict[str, _Snapshot] = {}
+        self._inflight: dict[str, asyncio.Task[Fetched]] = {}
 
-    async def start(self) -> None:
-        # Connect eagerly where possible, but a database that is down at start must not
-        # stop the webhook from serving inject mode and other databases.
-        for name, source in self._sources.items():
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await source.start()
-            except (SourceUnavailable, TimeoutError) as exc:
-                log.warning(
-                    "database %s not reachable at start: %s", name, _reason(exc, self._timeout)
-                )
+    def start(self) -> None:
+        """Resolve every database's URL now, so a missing Secret stops the server at start."""
+        for source in self._sources.values():
+            source.start()
 
-    async def close(self) -> None:
+    async def get(self, name: str, max_age: float) -> Fetched:
+        snapshot = self._cache.get(name)
+        if snapshot is not None:
+            age = self._clock() - snapshot.taken
+            failed = isinstance(snapshot.found, Unreachable)
+            if age < (min(max_age, FAILURE_TTL) if failed else max_age):
+                return Fetched(snapshot.found, age)
+        task = self._inflight.get(name)
+        if task is None:
+            task = asyncio.create_task(self._read(name), name=f"schemagate-lookup-{name}")
+            self._inflight[name] = task
+            task.add_done_callback(lambda _: self._inflight.pop(name, None))
+        # Shielded: one client giving up must not cancel the read others are waiting on.
+        return await asyncio.shield(task)
+
+    async def _read(self, name: str) -> Fetched:
+        started = self._clock()
+        found: Recorded | Unreachable
+        try:
+            found = await self._sources[name].lookup()
+            result = "recorded" if found.table_present else "no_table"
+        except SourceError as exc:
+            found = Unreachable(str(exc))
+            result = "timeout" if exc.timed_out else "unreachable"
+            log.warning("gate lookup on database %s failed: %s", name, exc)
+        taken = self._clock()
+        self._observe(name, result, taken - started)
+        self._cache[name] = _Snapshot(found, taken)
+        return Fetched(found, 0.0)
+
+    def close(self) -> None:
+        """Cancel reads in flight and drop every pooled connection."""
         for task in self._inflight.values():
             task.cancel()
         for source in self._sources.values():
-            await source.close()
-
-    async def get(self, name: str, max_age: float) -> Fetched:
-        now = self._clock()
-        cached = self._cache.get(name)
-        if cached is not None:
-            found, at = cached
-            limit = max_age if isinstance(found, Recorded) else min(max_age, FAILURE_TTL)
-            if now - at <= limit:
-                return Fetched(found, now - at)
-        task = self._inflight.get(name)
-        if task is None:
-            task = asyncio.create_task(self._read(name))
-            self._inflight[name] = task
-            task.add_done_callback(lambda _: self._inflight.pop(name, None))
-        # Shielded: one caller giving up (its client went away) must not cancel the
-        # read that other callers are waiting on.
-        found = await asyncio.shield(task)
-        return Fetched(found, 0.0)
-
-    async def _read(self, name: str) -> Found:
-        start = self._clock()
-        found: Found
-        try:
-            async with asyncio.timeout(self._timeout):
-                found = await self._sources[name].lookup()
-            result = "ok"
-        except (SourceUnavailable, TimeoutError) as exc:
-            found = Unreachable(_reason(exc, self._timeout))
-            result = "timeout" if isinstance(exc, TimeoutError) else "unavailable"
-        end = self._clock()
-        self._cache[name] = (found, end)
-        if self._observe is not None:
-            self._observe(name, result, end - start)
-        return found
-
-
-def _reason(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within the {timeout:g} s lookup deadline"
-    return str(exc)
+            source.close()

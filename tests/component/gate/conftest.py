@@ -1,0 +1,111 @@
+"""Real databases for the gate tests: one PostgreSQL and one MariaDB server per session,
+and a fresh, empty database per test on each engine (SQLite: a file in the test's tmp)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.component.gate.servers import MariaDBServer, PostgresServer
+from webhook.config import parse_config
+from webhook.lookup import Lookups
+from webhook.sources import open_source
+
+ENGINES = ("postgresql", "mariadb", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
+    try:
+        server.start()
+        server.add_user()
+        yield server
+    finally:
+        server.close()
+
+
+@dataclass
+class Scratch:
+    """An empty database on one engine: its webhook URL and a way to run setup SQL."""
+
+    engine: str
+    dialect: str  # the source's dialect: postgresql, mysql or sqlite
+    name: str
+    url: str
+    connect: Callable[[], Any]
+
+    def run(self, *statements: str) -> None:
+        conn = self.connect()
+        try:
+            for sql in statements:
+                conn.cursor().execute(sql)
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def locked(self, table: str) -> Iterator[None]:
+        """Hold a lock that blocks every reader of `table` until the block ends."""
+        conn = self.connect()
+        try:
+            if self.engine == "postgresql":
+                conn.autocommit = False
+                conn.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+            elif self.engine == "mariadb":
+                conn.cursor().execute(f"LOCK TABLES `{table}` WRITE")
+            else:
+                conn.execute("BEGIN EXCLUSIVE")
+            yield
+        finally:
+            conn.close()  # ends the transaction, releasing the lock
+
+
+@pytest.fixture(params=ENGINES)
+def scratch(request: pytest.FixtureRequest, tmp_path: Path) -> Scratch:
+    engine: str = request.param
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    if engine == "postgresql":
+        pg: PostgresServer = request.getfixturevalue("postgres")
+        pg.create_database(name)
+        return Scratch(engine, "postgresql", name, pg.url(name), lambda: pg.connect(name))
+    if engine == "mariadb":
+        my: MariaDBServer = request.getfixturevalue("mariadb")
+        my.create_database(name)
+        return Scratch(engine, "mysql", name, my.url(name), lambda: my.connect(name))
+    path = tmp_path / f"{name}.db"
+    sqlite3.connect(path).close()
+    return Scratch(
+        engine,
+        "sqlite",
+        name,
+        f"sqlite://{path}",
+        lambda: sqlite3.connect(path, isolation_level=None),
+    )
+
+
+def lookups_for(url: str, tool: str, *, timeout: float = 2.0, **extra: Any) -> Lookups:
+    """Lookups over one database named `orders`, built the way `schemagate serve` builds them."""
+    config = parse_config(
+        {
+            "databases": {"orders": {"url": url, "tool": tool, "namespaces": ["shop"], **extra}},
+            "lookup": {"timeout_seconds": timeout},
+        }
+    )
+    return Lookups({"orders": open_source(config.databases["orders"], config.lookup_timeout)})

@@ -1,0 +1,103 @@
+"""Real Alembic migrations write `alembic_version`; the gate reads its head(s).
+
+The script directory has a fork: 1f0e2a7c9b31 (base) is the parent of both 5b8d3e1a0c42
+and 9c4a7f2e6d13, so `upgrade heads` leaves two heads, as unmerged branches do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from textwrap import dedent
+from urllib.parse import quote
+
+import pytest
+from alembic import command
+from alembic.config import Config as AlembicConfig
+
+from tests.component.gate.conftest import Scratch
+from tests.component.gate.servers import PASSWORD
+from tests.component.gate.test_sources import read, verdict
+
+pytestmark = pytest.mark.component
+
+BASE, LEFT, RIGHT = "1f0e2a7c9b31", "5b8d3e1a0c42", "9c4a7f2e6d13"
+
+ENV = """\
+from alembic import context
+from sqlalchemy import create_engine
+
+with create_engine(context.config.get_main_option("sqlalchemy.url")).connect() as connection:
+    context.configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+
+def revision(rev: str, down: str | None, table: str) -> str:
+    return dedent(f'''\
+        from alembic import op
+        import sqlalchemy as sa
+
+        revision = "{rev}"
+        down_revision = {down!r}
+        branch_labels = None
+        depends_on = None
+
+
+        def upgrade():
+            op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True))
+
+
+        def downgrade():
+            op.drop_table("{table}")
+    ''')
+
+
+def alembic(scratch: Scratch, tmp_path: Path) -> AlembicConfig:
+    scripts = tmp_path / "migrations"
+    (scripts / "versions").mkdir(parents=True)
+    (scripts / "env.py").write_text(ENV)
+    for rev, down, table in (
+        (BASE, None, "orders"),
+        (LEFT, BASE, "invoices"),
+        (RIGHT, BASE, "refunds"),
+    ):
+        (scripts / "versions" / f"{rev}_{table}.py").write_text(revision(rev, down, table))
+    url = {
+        "postgresql": scratch.url.replace("postgresql://", "postgresql+psycopg://"),
+        "mysql": scratch.url.replace("mysql://", "mysql+pymysql://"),
+        # SQLAlchemy spells an absolute path with four slashes; schemagate accepts both.
+        "sqlite": scratch.url.replace("sqlite://", "sqlite:///"),
+    }[scratch.dialect]
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(scripts))
+    # ConfigParser interpolates %, and the URL carries a percent-encoded password.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+async def test_single_head_matches_exactly(scratch: Scratch, tmp_path: Path) -> None:
+    config = alembic(scratch, tmp_path)
+    command.upgrade(config, LEFT)
+    found = await read(scratch.url, "alembic")
+    assert (found.latest, found.heads, found.problems) == (LEFT, (LEFT,), ())
+    assert verdict("alembic", LEFT, found, "exact") == (True, "")
+    assert verdict("alembic", BASE, found, "exact") == (
+        False,
+        f"shop/api needs schema orders == {BASE} (alembic); orders records head {LEFT}. "
+        "Run the migrations first, then re-apply.",
+    )
+    command.downgrade(config, "base")
+    found = await read(scratch.url, "alembic")
+    assert (found.table_present, found.latest, found.heads) == (True, None, ())
+
+
+async def test_two_heads_are_reported(scratch: Scratch, tmp_path: Path) -> None:
+    command.upgrade(alembic(scratch, tmp_path), "heads")
+    found = await read(scratch.url, "alembic")
+    assert found.heads == (LEFT, RIGHT)
+    assert found.problems == (f"more than one head: {LEFT}, {RIGHT}",)
+    allowed, message = verdict("alembic", LEFT, found, "exact")
+    assert not allowed
+    assert f"records a problem: more than one head: {LEFT}, {RIGHT}." in message
+    assert quote(PASSWORD, safe="") not in message

@@ -1,0 +1,210 @@
+"""Every tool's recorded states, read from the tool's own table on PostgreSQL, MariaDB and
+SQLite, and the denial a person sees for each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.component.gate import ddl
+from tests.component.gate.conftest import Scratch, lookups_for
+from webhook.config import GATE_TOOLS, parse_config
+from webhook.contract import Match
+from webhook.gate import GateCheck, decide_gate
+from webhook.versions import Recorded
+
+pytestmark = pytest.mark.component
+
+NOV20 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+async def read(url: str, tool: str, **extra: Any) -> Recorded:
+    lookups = lookups_for(url, tool, **extra)
+    try:
+        fetched = await lookups.get("orders", 0)
+    finally:
+        lookups.close()
+    assert isinstance(fetched.found, Recorded), fetched.found
+    return fetched.found
+
+
+def verdict(
+    tool: str, required: str, found: Recorded, match: Match = "at-least"
+) -> tuple[bool, str]:
+    """(allowed, status message) of the gate for shop/api on database orders."""
+    config = parse_config(
+        {"databases": {"orders": {"url": "sqlite:///x", "tool": tool, "namespaces": ["shop"]}}}
+    )
+    answer = decide_gate(
+        GateCheck("shop/api", config.databases["orders"], required, match), found, config
+    )
+    return answer.allowed, answer.message or ""
+
+
+def utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+async def test_no_table_is_no_migrations_recorded(scratch: Scratch) -> None:
+    for tool in GATE_TOOLS:
+        found = await read(scratch.url, tool)
+        assert found == Recorded(table_present=False), tool
+    assert verdict("flyway", "42", Recorded(False)) == (
+        False,
+        "shop/api needs schema orders >= 42 (flyway); no migrations recorded in orders. "
+        "Run the migrations first, then re-apply.",
+    )
+
+
+async def test_flyway_highest_successful_version_as_dotted_numbers(scratch: Scratch) -> None:
+    scratch.run(
+        *ddl.flyway(scratch.dialect),
+        ddl.flyway_row(1, "1", "create orders", on="2026-11-18 09:00:00"),
+        ddl.flyway_row(2, "1.9", "add status", on="2026-11-19 09:00:00"),
+        ddl.flyway_row(3, "1.10", "add index"),
+        ddl.flyway_row(4, None, "refresh views", on="2026-11-21 09:00:00"),
+    )
+    found = await read(scratch.url, "flyway")
+    assert (found.latest, utc(found.applied_at), found.problems) == ("1.10", NOV20, ())
+    assert verdict("flyway", "1.9", found) == (True, "")
+    assert verdict("flyway", "1.10.0", found, "exact") == (True, "")
+    assert verdict("flyway", "2", found) == (
+        False,
+        "shop/api needs schema orders >= 2 (flyway); orders records 1.10 "
+        "(applied 2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+    )
+
+
+async def test_flyway_failed_row_is_reported(scratch: Scratch) -> None:
+    scratch.run(
+        *ddl.flyway(scratch.dialect),
+        ddl.flyway_row(1, "2.0", "create orders", on="2026-11-19 09:00:00"),
+        ddl.flyway_row(2, "3", "add index", success=False),
+    )
+    found = await read(scratch.url, "flyway")
+    assert found.latest == "2.0"
+    assert found.problems == ("migration 3 (add index) failed at 2026-11-20T10:00:00Z",)
+    assert verdict("flyway", "2", found) == (
+        False,
+        "shop/api needs schema orders >= 2 (flyway); orders records a problem: migration 3 "
+        "(add index) failed at 2026-11-20T10:00:00Z. Repair the migration history, then re-apply.",
+    )
+
+
+async def test_flyway_in_a_configured_schema_and_table(scratch: Scratch) -> None:
+    schema = None if scratch.engine == "sqlite" else f"audit_{scratch.name}"
+    if scratch.engine == "postgresql":
+        scratch.run(f'CREATE SCHEMA "{schema}"')
+    elif scratch.engine == "mariadb":
+        scratch.run(f"CREATE DATABASE `{schema}`")
+    table = ddl._q(scratch.dialect, schema, "history")
+    scratch.run(
+        *ddl.flyway(scratch.dialect, schema, "history"),
+        ddl.flyway_row(1, "7", "seven").replace("flyway_schema_history", table),
+    )
+    extra = {"table": "history", **({"schema": schema} if schema else {})}
+    assert (await read(scratch.url, "flyway", **extra)).latest == "7"
+    assert not (await read(scratch.url, "flyway")).table_present
+
+
+async def test_liquibase_tags_and_changesets_are_present(scratch: Scratch) -> None:
+    scratch.run(
+        *ddl.liquibase(scratch.dialect),
+        ddl.changeset(1, "create-orders", on="2026-11-18 09:00:00"),
+        ddl.changeset(2, "add-status", tag="v1.0"),
+        ddl.changeset(3, "add-index", on="2026-11-21 09:00:00"),
+        ddl.changeset(4, "seed-demo", exectype="FAILED", on="2026-11-21 09:00:01"),
+    )
+    found = await read(scratch.url, "liquibase")
+    assert found.present == {"create-orders", "add-status", "v1.0", "add-index"}
+    assert (found.latest, utc(found.applied_at), found.problems) == ("v1.0", NOV20, ())
+    assert verdict("liquibase", "add-index", found) == (True, "")
+    assert verdict("liquibase", "v1.0", found, "exact") == (True, "")
+    assert verdict("liquibase", "seed-demo", found) == (
+        False,
+        "shop/api needs tag or changeset seed-demo in orders (liquibase); orders records tag "
+        "v1.0 (applied 2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+    )
+
+
+async def test_liquibase_held_lock_says_by_whom_and_since_when(scratch: Scratch) -> None:
+    scratch.run(
+        *ddl.liquibase(scratch.dialect),
+        ddl.changeset(1, "create-orders", tag="v1.0"),
+        "UPDATE DATABASECHANGELOGLOCK SET LOCKED = TRUE, LOCKGRANTED = '2026-11-20 10:05:00', "
+        "LOCKEDBY = 'runner-7f9c (10.0.3.12)' WHERE ID = 1",
+    )
+    found = await read(scratch.url, "liquibase")
+    assert found.problems == (
+        "the liquibase lock is held by runner-7f9c (10.0.3.12) since 2026-11-20T10:05:00Z",
+    )
+    allowed, message = verdict("liquibase", "v1.0", found)
+    assert not allowed
+    assert "records a problem: the liquibase lock is held by runner-7f9c" in message
+
+
+@pytest.mark.parametrize(
+    ("rows", "latest", "problems"),
+    [
+        ([], None, ()),
+        (["(42, FALSE)"], "42", ()),
+        (["(43, TRUE)"], "43", ("dirty at 43",)),
+        (["(-1, FALSE)"], None, ()),
+    ],
+    ids=["empty", "clean", "dirty", "nil-version"],
+)
+async def test_golang_migrate_version_and_dirty_flag(
+    scratch: Scratch, rows: list[str], latest: str | None, problems: tuple[str, ...]
+) -> None:
+    inserts = [f"INSERT INTO schema_migrations (version, dirty) VALUES {row}" for row in rows]
+    scratch.run(*ddl.golang_migrate(scratch.dialect), *inserts)
+    found = await read(scratch.url, "golang-migrate")
+    assert (found.table_present, found.latest, found.problems) == (True, latest, problems)
+    if problems:
+        assert verdict("golang-migrate", "43", found)[1] == (
+            "shop/api needs schema orders >= 43 (golang-migrate); orders records a problem: "
+            "dirty at 43. Repair the migration history, then re-apply."
+        )
+
+
+async def test_atlas_highest_fully_applied_revision(scratch: Scratch) -> None:
+    schema = None if scratch.engine == "sqlite" else "atlas_schema_revisions"
+    if scratch.engine == "mariadb":
+        scratch.run("DROP DATABASE IF EXISTS atlas_schema_revisions")
+    # go-sqlite3 stores times as text with nanoseconds and an offset.
+    nanos = scratch.engine == "sqlite"
+    on = "2026-11-20 10:00:00.123456789+00:00" if nanos else "2026-11-20 10:00:00"
+    d = scratch.dialect
+    scratch.run(
+        *ddl.atlas(d, schema),
+        ddl.revision(d, schema, ".atlas_cloud_identifier", kind=0, applied=0, total=0),
+        ddl.revision(d, schema, "20261101000000", kind=1, applied=0, total=0),
+        ddl.revision(d, schema, "20261110000000", applied=3, total=3, on="2026-11-10 00:00:00"),
+        ddl.revision(d, schema, "20261120100000", applied=2, total=2, on=on),
+    )
+    found = await read(scratch.url, "atlas")
+    assert (found.latest, found.problems) == ("20261120100000", ())
+    assert utc(found.applied_at) == NOV20.replace(microsecond=123456 if nanos else 0)
+    assert verdict("atlas", "20261120100000", found) == (True, "")
+
+    scratch.run(
+        ddl.revision(d, schema, "20261121000000", applied=1, total=3),
+        ddl.revision(
+            d,
+            schema,
+            "20261122000000",
+            applied=0,
+            total=2,
+            error="pq: relation orders_idx already exists",
+        ),
+    )
+    found = await read(scratch.url, "atlas")
+    assert found.latest == "20261120100000"
+    assert found.problems == (
+        "revision 20261121000000 is partially applied (1 of 3 statements applied)",
+        "revision 20261122000000 failed (0 of 2 statements applied): "
+        "pq: relation orders_idx already exists",
+    )
+    assert not verdict("atlas", "20261120100000", found)[0]

@@ -1,0 +1,81 @@
+"""One configured database as a version source with a hard deadline per lookup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Protocol
+
+from webhook.config import ConfigError, DatabaseConfig
+from webhook.sources.engines import Engine, open_engine
+from webhook.sources.errors import SourceError
+from webhook.sources.target import resolve
+from webhook.sources.tools import Location, default_location, read
+from webhook.versions import Recorded
+
+
+class VersionSource(Protocol):
+    name: str
+
+    def start(self) -> None:
+        """Check the database is configured usably (URL present); ConfigError names the key."""
+        ...
+
+    async def lookup(self) -> Recorded:
+        """What the tool recorded, within the deadline; SourceError otherwise."""
+        ...
+
+    def close(self) -> None:
+        """Drop open connections."""
+        ...
+
+
+def open_source(db: DatabaseConfig, timeout: float) -> VersionSource:
+    return DatabaseSource(db, timeout)
+
+
+class DatabaseSource:
+    def __init__(
+        self, db: DatabaseConfig, timeout: float, environ: Mapping[str, str] = os.environ
+    ) -> None:
+        self.name = db.name
+        self._db = db
+        self._timeout = timeout
+        self._environ = environ
+        self._engine: Engine | None = None
+        self._where: Location | None = None
+
+    def start(self) -> None:
+        self._connect()
+
+    def _connect(self) -> tuple[Engine, Location]:
+        # Resolved again after every reset, so a rotated Secret or env value is picked up.
+        if self._engine is None or self._where is None:
+            target = resolve(self._db, self._environ)
+            default = default_location(self._db.tool, target.engine)
+            db = self._db
+            self._where = Location(db.schema or default.schema, db.table or default.table)
+            self._engine = open_engine(target, self._timeout)
+        return self._engine, self._where
+
+    async def lookup(self) -> Recorded:
+        try:
+            engine, where = self._connect()
+        except ConfigError as exc:
+            raise SourceError(str(exc)) from None
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await read(self._db.tool, engine, where)
+        except TimeoutError:
+            self.close()
+            reason = f"no answer within the {self._timeout:g} s lookup deadline"
+            raise SourceError(reason, timed_out=True) from None
+        except SourceError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.reset()
