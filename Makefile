@@ -29,7 +29,7 @@ $(RUN_DIR)/tls/tls.crt: | $(STAMP)
 run: $(STAMP) $(RUN_DIR)/tls/tls.crt ## serve on https://127.0.0.1:8443 with local certs and an embedded SQLite database
 	$(BIN)/python -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).executescript(open(sys.argv[2]).read())' \
 	  $(RUN_DIR)/schemagate.db dev/seed.sql
-	LOCAL_DATABASE_URL=sqlite:///$(CURDIR)/$(RUN_DIR)/schemagate.db $(BIN)/schemagate serve \
+	LOCAL_DATABASE_URL=sqlite://$(CURDIR)/$(RUN_DIR)/schemagate.db $(BIN)/schemagate serve \
 	  --config dev/config.yaml \
 	  --tls-cert $(RUN_DIR)/tls/tls.crt --tls-key $(RUN_DIR)/tls/tls.key \
 	  --host 127.0.0.1 --port 8443

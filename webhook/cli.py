@@ -65,6 +65,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="the webhook's own namespace, never mutated [SCHEMAGATE_NAMESPACE]",
     )
     serve.add_argument(
+        "--cert-secret",
+        default=_env("CERT_SECRET"),
+        help="bootstrap certificates into this Secret before serving and keep the "
+        "--tls-cert/--tls-key files in step with it; needs --namespace, --service and "
+        "--webhook-configuration [SCHEMAGATE_CERT_SECRET]",
+    )
+    serve.add_argument(
+        "--service",
+        default=_env("SERVICE"),
+        help="the webhook's Service, named in the serving certificate [SCHEMAGATE_SERVICE]",
+    )
+    serve.add_argument(
+        "--webhook-configuration",
+        default=_env("WEBHOOK_CONFIGURATION"),
+        help="MutatingWebhookConfiguration whose caBundle the bootstrap keeps "
+        "[SCHEMAGATE_WEBHOOK_CONFIGURATION]",
+    )
+    serve.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG"),
+        help="kubeconfig for the bootstrap outside a pod [SCHEMAGATE_KUBECONFIG]",
+    )
+    serve.add_argument(
         "--log-level",
         default=_env("LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -78,6 +101,36 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--out", required=True, help="folder for ca.crt, tls.crt, tls.key")
     issue.add_argument("--dns-name", action="append", default=[], help="DNS name (repeatable)")
     issue.add_argument("--ip", action="append", default=[], help="IP address (repeatable)")
+
+    boot = certs.add_parser(
+        "bootstrap",
+        help="ensure the TLS Secret (CA + serving cert for the Service) and the caBundle of "
+        "the MutatingWebhookConfiguration; renews and rotates as needed",
+    )
+    boot.add_argument("--namespace", required=True, help="namespace of the Service and Secret")
+    boot.add_argument("--service", required=True, help="the webhook's Service")
+    boot.add_argument("--secret", required=True, help="kubernetes.io/tls Secret to keep")
+    boot.add_argument(
+        "--webhook-configuration",
+        required=True,
+        help="MutatingWebhookConfiguration whose caBundle to set",
+    )
+    boot.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        help="extra IP SAN, for a webhook reached by URL (repeatable)",
+    )
+    boot.add_argument(
+        "--rotate-ca",
+        action="store_true",
+        help="start a CA rotation (old and new CA overlap in the caBundle)",
+    )
+    boot.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig outside a pod (default: in-cluster, then $KUBECONFIG)",
+    )
     return parser
 
 
@@ -89,11 +142,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from certs.bootstrap import BootstrapError
+    from webhook.certsync import CertSecret
     from webhook.serve import ServeOptions, serve
 
     logs.configure(args.log_level)
     try:
         config = load_config(args.config)
+        cert_secret = None
+        if args.cert_secret:
+            missing = [
+                f for f in ("namespace", "service", "webhook_configuration") if not getattr(args, f)
+            ]
+            if missing:
+                flags = ", ".join("--" + f.replace("_", "-") for f in missing)
+                print(f"schemagate: --cert-secret needs {flags}", file=sys.stderr)
+                return 2
+            cert_secret = CertSecret(
+                args.namespace,
+                args.service,
+                args.cert_secret,
+                args.webhook_configuration,
+                Path(args.tls_cert).parent,
+                args.kubeconfig,
+            )
         options = ServeOptions(
             config=config,
             tls_cert=Path(args.tls_cert),
@@ -102,34 +174,62 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             client_ca=Path(args.client_ca) if args.client_ca else None,
             namespace=args.namespace,
+            cert_secret=cert_secret,
         )
-        _check_readable(options)
+        if cert_secret is None:
+            _check_readable(options.tls_cert, options.tls_key)
+        _check_readable(options.client_ca)
         asyncio.run(serve(options))
     except ConfigError as exc:
         print(f"schemagate: config error: {exc}", file=sys.stderr)
         return 2
+    except BootstrapError as exc:
+        print(f"schemagate: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
-            f"schemagate: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
-            file=sys.stderr,
+            f"schemagate: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr
         )
         return 1
     return 0
 
 
-def _check_readable(options: object) -> None:
-    for attr in ("tls_cert", "tls_key", "client_ca"):
-        path = getattr(options, attr)
-        if path is not None and not Path(path).is_file():
-            raise OSError(2, f"--{attr.replace('_', '-')} file not found", str(path))
+def _check_readable(*paths: Path | None) -> None:
+    for path in paths:
+        if path is not None and not path.is_file():
+            raise OSError(2, "file not found", str(path))
 
 
 def _certs(args: argparse.Namespace) -> int:
-    from certs.files import issue_to_dir
+    if args.certs_command == "issue":
+        from certs.files import issue_to_dir
 
-    if not args.dns_name and not args.ip:
-        print("schemagate: certs issue needs at least one --dns-name or --ip", file=sys.stderr)
-        return 2
-    issue_to_dir(Path(args.out), args.dns_name, args.ip)
-    print(f"wrote {args.out}/ca.crt, tls.crt, tls.key")
+        if not args.dns_name and not args.ip:
+            print("schemagate: certs issue needs at least one --dns-name or --ip", file=sys.stderr)
+            return 2
+        issue_to_dir(Path(args.out), args.dns_name, args.ip)
+        print(f"wrote {args.out}/ca.crt, tls.crt, tls.key")
+        return 0
+    return asyncio.run(_bootstrap(args))
+
+
+async def _bootstrap(args: argparse.Namespace) -> int:
+    from certs.bootstrap import BootstrapError, bootstrap, load_kube_client
+
+    try:
+        async with await load_kube_client(args.kubeconfig) as api:
+            result = await bootstrap(
+                api,
+                namespace=args.namespace,
+                service=args.service,
+                secret=args.secret,
+                webhook_configuration=args.webhook_configuration,
+                ips=args.ip,
+                rotate_ca=args.rotate_ca,
+            )
+    except BootstrapError as exc:
+        print(f"schemagate: {exc}", file=sys.stderr)
+        return 1
+    for change in result.changes or ("nothing to do: the Secret and caBundle are valid",):
+        print(change)
     return 0

@@ -147,7 +147,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if not isinstance(uid, str) or not uid:
         raise BadReview("request.uid is missing or not a non-empty string")
     operation = req.get("operation")
-    if operation not in _OPERATIONS:
+    if not isinstance(operation, str) or operation not in _OPERATIONS:
         raise BadReview(
             f"request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, "
             f"got {_show(operation)}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +12,11 @@ from pathlib import Path
 from aiohttp import web
 
 from webhook.app import State, make_app
+from webhook.certsync import CertSecret, sync_forever, sync_once
 from webhook.config import Config
 from webhook.lookup import Lookups
 from webhook.metrics import Metrics
-from webhook.sources import make_source
+from webhook.sources import open_source
 from webhook.tls import ServingTLS
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class ServeOptions:
     port: int = 8443
     client_ca: Path | None = None
     namespace: str | None = None  # the webhook's own namespace, never gated or mutated
+    cert_secret: CertSecret | None = None  # bootstrap the TLS files from this Secret
     grace_seconds: float = 15.0
     reload_seconds: float = 1.0
 
@@ -38,16 +39,18 @@ class ServeOptions:
 async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and finish in-flight requests."""
     metrics = Metrics()
+    if options.cert_secret is not None:
+        await sync_once(options.cert_secret)
     tls = ServingTLS(
         options.tls_cert,
         options.tls_key,
         options.client_ca,
         on_load=lambda expires: metrics.cert_expiry.set(expires.timestamp()),
     )
-    sources = {name: make_source(db, os.environ) for name, db in options.config.databases.items()}
-    lookups = Lookups(
-        sources, timeout=options.config.lookup_timeout, observe=metrics.observe_lookup
-    )
+    timeout = options.config.lookup_timeout
+    sources = {name: open_source(db, timeout) for name, db in options.config.databases.items()}
+    lookups = Lookups(sources, observe=metrics.observe_lookup)
+    lookups.start()
     excluded = frozenset(("kube-system", *([options.namespace] if options.namespace else [])))
     state = State(options.config, lookups, metrics, tls, excluded)
 
@@ -63,8 +66,12 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
         shutdown_timeout=options.grace_seconds,
     )
     await runner.setup()
-    await lookups.start()
-    watcher = asyncio.create_task(tls.watch(options.reload_seconds))
+    watcher = asyncio.create_task(
+        tls.watch(options.reload_seconds, lambda result: metrics.cert_reloads.labels(result).inc())
+    )
+    tasks = [watcher]
+    if options.cert_secret is not None:
+        tasks.append(asyncio.create_task(sync_forever(options.cert_secret)))
     try:
         site = web.TCPSite(runner, options.host, options.port, ssl_context=tls.context)
         await site.start()
@@ -80,12 +87,13 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
         await stop.wait()
         log.info("shutting down: no new connections, finishing in-flight requests")
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         # Closes the listener first, then waits up to shutdown_timeout for handlers.
         await runner.cleanup()
-        await lookups.close()
+        lookups.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")

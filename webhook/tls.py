@@ -46,29 +46,31 @@ class ServingTLS:
     def expired(self, now: datetime | None = None) -> bool:
         return (now or datetime.now(UTC)) >= self._expires
 
-    def reload(self) -> bool:
-        """Swap in the files' content if it changed and is valid; True when swapped."""
+    def reload(self) -> str | None:
+        """Swap in the files' content if it changed: `ok`, `failed`, or None if unchanged."""
         try:
             pair = (self.cert.read_bytes(), self.key.read_bytes())
         except OSError as exc:
             log.warning("cannot read certificate files: %s", exc.strerror)
-            return False
+            return "failed"
         if pair == self._loaded:
-            return False
+            return None
         try:
             self._current = self._build()
         except (ssl.SSLError, ValueError, OSError) as exc:
             # Mid-rotation the key and certificate may briefly disagree; keep serving the
             # old pair and try again on the next poll.
             log.warning("new certificate files not usable yet: %s", exc)
-            return False
+            return "failed"
         log.info("serving certificate reloaded", extra={"expires": self._expires.isoformat()})
-        return True
+        return "ok"
 
-    async def watch(self, interval: float = 1.0) -> None:
+    async def watch(self, interval: float, on_result: Callable[[str], None]) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.reload()
+            result = self.reload()
+            if result is not None:
+                on_result(result)
 
     def _build(self) -> ssl.SSLContext:
         pair = (self.cert.read_bytes(), self.key.read_bytes())

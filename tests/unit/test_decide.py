@@ -55,7 +55,10 @@ def test_invalid_label_value_is_a_denial_naming_the_label() -> None:
 def test_removing_the_label_removes_the_injected_container() -> None:
     labelled = deployment(mode="inject", annotations=INJECT)
     request = parse_review(orjson.dumps(review(labelled)))
-    injected = jsonpatch.apply_patch(labelled, decide.admit(request, Config(), "inject").patch)  # type: ignore[union-attr]
+    first = decide.admit(request, Config(), "inject")
+    assert isinstance(first, AdmissionResponse)
+    assert first.patch is not None
+    injected = jsonpatch.apply_patch(labelled, first.patch)
     unlabelled = deployment(annotations=INJECT)
     unlabelled["spec"] = injected["spec"]
     request = parse_review(orjson.dumps(review(unlabelled, operation="UPDATE", old=injected)))
