@@ -81,19 +81,18 @@ async def mutate(request: web.Request) -> web.Response:
     decision = _decision(answer)
     state.metrics.requests.labels(admission.operation, route, decision).inc()
     state.metrics.latency.labels(route).observe(elapsed)
-    if route != "pass":
-        log.info(
-            "admission",
-            extra={
-                "uid": admission.uid,
-                "object": admission.ref,
-                "operation": admission.operation,
-                "mode": route,
-                "decision": decision,
-                "dry_run": admission.dry_run,
-                "duration_ms": round(elapsed * 1000, 3),
-            },
-        )
+    log.info(
+        "admission",
+        extra={
+            "uid": admission.uid,
+            "object": admission.ref,
+            "operation": admission.operation,
+            "mode": route,
+            "decision": decision,
+            "dry_run": admission.dry_run,
+            "duration_ms": round(elapsed * 1000, 3),
+        },
+    )
     return web.Response(
         body=review.dumps(review.encode(admission.uid, answer)), content_type="application/json"
     )
