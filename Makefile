@@ -38,7 +38,7 @@ test: $(STAMP) ## run every test tier (unit, component with real databases, e2e 
 	$(BIN)/pytest
 
 test-unit: $(STAMP) ## run the pure, fast tests only
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit -m "not component"
 
 test-component: $(STAMP) ## run the real-TLS and real-database tests only
 	$(BIN)/pytest tests/component

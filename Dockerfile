@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# schemagate container image.
+#
+#   docker build -t ghcr.io/schemagate/schemagate:0.1.0 .
+#
+# Two stages on the same base, pinned by exact tag (pin a digest as well where your build
+# can resolve one: FROM python:3.11.11-slim-bookworm@sha256:...). The builder makes a
+# wheel of this project and a virtualenv at /opt/venv; the final stage copies only that
+# venv. The venv's interpreter is a symlink to /usr/local/bin/python3.11, so both stages
+# must use the same base image.
+
+FROM python:3.11.11-slim-bookworm AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /src
+# Only what the wheel is built from (.dockerignore keeps the rest out of the context).
+COPY pyproject.toml README.md ./
+COPY webhook ./webhook
+COPY certs ./certs
+
+# The wheel of this project alone, then a venv with it and its dependencies from the
+# package index. Bytecode is compiled here, with hashes instead of timestamps, because
+# the running container cannot write it (read-only root filesystem).
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install /wheels/*.whl \
+ && /opt/venv/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/venv/lib
+
+
+FROM python:3.11.11-slim-bookworm
+
+LABEL org.opencontainers.image.title="schemagate" \
+      org.opencontainers.image.description="Kubernetes mutating admission webhook for database schema migrations under GitOps" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# PYTHONDONTWRITEBYTECODE: never try to write __pycache__ (the root filesystem is
+# read-only in the pod); PYTHONUNBUFFERED: logs reach kubectl logs at once.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH
+
+# Nothing is installed with apt: no curl, no shell tools. The slim base still has
+# /bin/sh and Debian's coreutils, which cannot be removed from it; the server uses none
+# of them (probes are HTTPS checks by kubelet, not exec commands).
+COPY --from=builder /opt/venv /opt/venv
+
+# The standard library's bytecode, compiled once at build time for the same reason.
+RUN python -m compileall -q --invalidation-mode unchecked-hash /usr/local/lib/python3.11
+
+# Numeric UID:GID, so Kubernetes can check runAsNonRoot without an /etc/passwd entry.
+USER 65532:65532
+EXPOSE 8443
+ENTRYPOINT ["/opt/venv/bin/schemagate"]
+CMD ["serve"]
