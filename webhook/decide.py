@@ -17,6 +17,9 @@ from webhook.review import AdmissionRequest, AdmissionResponse, JsonPatch, allow
 from webhook.versions import Recorded
 
 DEFAULT_EXCLUDED = frozenset(("kube-system",))
+REMOVED = (
+    f"schemagate removed init container {inject.NAME}: the Deployment is no longer in inject mode"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,7 @@ def admit(request: AdmissionRequest, config: Config, route: str) -> AdmissionRes
     if route == "pass" or obj is None:
         return allowed()
     if route == "removed":
-        return patched(inject.plan_removal(obj), _removal_note(obj))
+        return _with_cleanup(allowed(), inject.plan_removal(obj))
     try:
         contract.mode_of(obj)
         annotations = contract.annotations_of(obj)
@@ -60,7 +63,7 @@ def admit(request: AdmissionRequest, config: Config, route: str) -> AdmissionRes
         spec = contract.parse_gate(annotations)
         cleanup = inject.plan_removal(obj)
         if not gate.needs_check(request):
-            return patched(cleanup, _removal_note(obj))
+            return _with_cleanup(allowed(), cleanup)
         return PendingGate(gate.plan_gate(request, spec, config), cleanup)
     except Invalid as exc:
         return denied(f"{request.ref}: {exc}", 422)
@@ -69,22 +72,11 @@ def admit(request: AdmissionRequest, config: Config, route: str) -> AdmissionRes
 def finish_gate(
     pending: PendingGate, found: Recorded | gate.Unreachable, config: Config
 ) -> AdmissionResponse:
-    answer = gate.decide_gate(pending.check, found, config)
-    if answer.allowed and pending.cleanup:
-        return patched(pending.cleanup, (*answer.warnings, *_removal_note_text()))
-    return answer
+    return _with_cleanup(gate.decide_gate(pending.check, found, config), pending.cleanup)
 
 
-def _removal_note(obj: object) -> tuple[str, ...]:
-    return (
-        _removal_note_text()
-        if isinstance(obj, dict) and inject.find_injected(obj) is not None
-        else ()
-    )
-
-
-def _removal_note_text() -> tuple[str, ...]:
-    return (
-        f"schemagate removed init container {inject.NAME}: the Deployment is no longer in "
-        "inject mode",
-    )
+def _with_cleanup(answer: AdmissionResponse, cleanup: JsonPatch) -> AdmissionResponse:
+    """An allow that also takes out a container injected while in inject mode."""
+    if not answer.allowed or not cleanup:
+        return answer
+    return patched(cleanup, (*answer.warnings, REMOVED))

@@ -243,3 +243,24 @@ def test_gate_check_carries_the_default_match() -> None:
     pending = _plan(_gated("42"), _config("liquibase"))
     assert isinstance(pending, decide.PendingGate)
     assert pending.check == GateCheck("shop/api", _db("liquibase"), "42", "at-least")
+
+
+def test_switching_to_gate_removes_the_injected_container_once_admitted() -> None:
+    gated = _gated("41")
+    pod = gated["spec"]["template"]["spec"]  # type: ignore[index]
+    pod["initContainers"] = [{"name": "schemagate-migrate", "image": "i", "command": ["x"]}]
+    pending = _plan(gated, _config())
+    assert isinstance(pending, decide.PendingGate)
+    denial = decide.finish_gate(pending, Recorded(True, latest="40"), _config())
+    assert (denial.allowed, denial.patch) == (False, None)
+    answer = decide.finish_gate(pending, FLYWAY_41, _config())
+    assert answer.allowed
+    assert answer.patch == [
+        {
+            "op": "test",
+            "path": "/spec/template/spec/initContainers/0/name",
+            "value": "schemagate-migrate",
+        },
+        {"op": "remove", "path": "/spec/template/spec/initContainers/0"},
+    ]
+    assert answer.warnings == (decide.REMOVED,)
