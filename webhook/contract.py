@@ -14,6 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from webhook.config import GATE_TOOLS, INJECT_TOOLS
+from webhook.review import show
 
 PREFIX = "schemagate.dev/"
 LABEL = PREFIX + "migrate"
@@ -71,7 +72,7 @@ def mode_of(obj: Mapping[str, Any] | None) -> str | None:
     if value is None:
         return None
     if value not in MODES:
-        raise Invalid(f"label {LABEL}: {_show(value)} is not one of {', '.join(MODES)}")
+        raise Invalid(f"label {LABEL}: {show(value)} is not one of {', '.join(MODES)}")
     return str(value)
 
 
@@ -80,7 +81,7 @@ def check_known(annots: Mapping[str, Any]) -> None:
     for key in annots:
         if isinstance(key, str) and key.startswith(PREFIX) and key not in ANNOTATIONS:
             raise Invalid(
-                f"annotation {_show(key)} is not a schemagate annotation; "
+                f"annotation {show(key)} is not a schemagate annotation; "
                 f"known: {', '.join(ANNOTATIONS)}"
             )
 
@@ -126,7 +127,7 @@ def _choice(annots: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> st
     if value is None:
         raise Invalid(f"annotation {key}: required; one of {', '.join(allowed)}")
     if value not in allowed:
-        raise Invalid(f"annotation {key}: {_show(value)} is not one of {', '.join(allowed)}")
+        raise Invalid(f"annotation {key}: {show(value)} is not one of {', '.join(allowed)}")
     return str(value)
 
 
@@ -141,7 +142,7 @@ def _optional_text(annots: Mapping[str, Any], key: str) -> str | None:
     value = value.strip()
     if any(c.isspace() or not c.isprintable() for c in value):
         raise Invalid(
-            f"annotation {key}: {_show(value)} must not contain spaces or control characters"
+            f"annotation {key}: {show(value)} must not contain spaces or control characters"
         )
     return value or None
 
@@ -166,21 +167,16 @@ def _command(annots: Mapping[str, Any]) -> tuple[str, ...] | None:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise Invalid(
-            f"annotation {COMMAND}: {_show(raw)} is not valid JSON; must be {hint}"
+            f"annotation {COMMAND}: {show(raw)} is not valid JSON; must be {hint}"
         ) from None
     if (
         not isinstance(value, list)
         or not value
         or not all(isinstance(arg, str) and arg for arg in value)
     ):
-        raise Invalid(f"annotation {COMMAND}: {_show(raw)} must be {hint}")
+        raise Invalid(f"annotation {COMMAND}: {show(raw)} must be {hint}")
     if len(value) > MAX_COMMAND_ARGS:
         raise Invalid(f"annotation {COMMAND}: {len(value)} arguments exceeds {MAX_COMMAND_ARGS}")
     if any("\x00" in arg for arg in value):
         raise Invalid(f"annotation {COMMAND}: arguments must not contain NUL characters")
     return tuple(value)
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

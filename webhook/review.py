@@ -137,9 +137,9 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if not isinstance(doc, dict):
         raise BadReview("body must be a JSON object (an AdmissionReview)")
     if doc.get("kind") != KIND:
-        raise BadReview(f"kind must be {KIND}, got {_show(doc.get('kind'))}")
+        raise BadReview(f"kind must be {KIND}, got {show(doc.get('kind'))}")
     if doc.get("apiVersion") != API_VERSION:
-        raise BadReview(f"apiVersion must be {API_VERSION}, got {_show(doc.get('apiVersion'))}")
+        raise BadReview(f"apiVersion must be {API_VERSION}, got {show(doc.get('apiVersion'))}")
     req = doc.get("request")
     if not isinstance(req, dict):
         raise BadReview("request is missing or not an object")
@@ -150,7 +150,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if not isinstance(operation, str) or operation not in _OPERATIONS:
         raise BadReview(
             f"request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, "
-            f"got {_show(operation)}"
+            f"got {show(operation)}"
         )
     gvk = req.get("kind")
     if not isinstance(gvk, dict):
@@ -192,7 +192,7 @@ def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _show(value: object) -> str:
-    """A short, safe rendering of a bad value for a one-line reason."""
+def show(value: object, limit: int = 80) -> str:
+    """A short rendering of a bad value for a one-line reason (repr escapes control bytes)."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
