@@ -158,13 +158,18 @@ def _guard(index: int) -> dict[str, Any]:
     return {"op": "test", "path": f"{INIT_PATH}/{index}/name", "value": NAME}
 
 
+def _printable(text: str) -> str:
+    """kubectl prints warnings to a terminal: escape control characters from the object."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _warnings(
     obj: Mapping[str, Any], spec: InjectSpec, container: Mapping[str, Any]
 ) -> tuple[str, ...]:
     command = " ".join(container["command"])
     notes = [
         f"schemagate injected init container {NAME} ({spec.tool}): "
-        f"image {container['image']}, command: {command}"
+        f"image {_printable(container['image'])}, command: {_printable(command)}"
     ]
     spec_ = obj.get("spec")
     replicas = spec_.get("replicas", 1) if isinstance(spec_, dict) else 1

@@ -158,3 +158,12 @@ def test_warnings_say_what_was_injected_and_warn_about_alembic_replicas() -> Non
     )
     assert "alembic takes no lock: with 3 replicas" in plan.warnings[1]
     assert len(plan_injection(deployment(replicas=1), _spec("alembic"), CONFIG).warnings) == 1
+
+
+def test_warnings_escape_control_characters_from_the_object() -> None:
+    spec = _spec("command", command=("./migrate", "\x1b[31mred\x1b[0m", "tab\there"))
+    (note,) = plan_injection(deployment(), spec, CONFIG).warnings
+    assert note.endswith(r"command: ./migrate \x1b[31mred\x1b[0m tab\there")
+    # The container itself carries the arguments exactly as written.
+    container = build_container(deployment(), spec, CONFIG)
+    assert container["command"] == ["./migrate", "\x1b[31mred\x1b[0m", "tab\there"]

@@ -710,3 +710,15 @@ def test_install_application() -> None:
     assert ignore["kind"] == "MutatingWebhookConfiguration"
     assert ignore["name"] == NAME
     assert ignore["jqPathExpressions"] == [".webhooks[]?.clientConfig.caBundle"]
+
+
+def test_pods_drain_before_they_stop_listening() -> None:
+    """Endpoints lag a terminating pod: it keeps serving through preStop, then has the
+    server's 15 s grace for requests in flight within terminationGracePeriodSeconds."""
+    deployment = only(render("manifests/base"), "Deployment", NAME)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "/opt/venv/bin/python"
+    assert "time.sleep(5)" in command[-1]
+    assert pod["terminationGracePeriodSeconds"] >= 5 + 15
