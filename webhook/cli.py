@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from certs.bootstrap import BootstrapError
     from webhook.certsync import CertSecret
-    from webhook.serve import ServeOptions, serve
+    from webhook.serve import ServeOptions, run
 
     logs.configure(args.log_level)
     try:
@@ -179,7 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
         if cert_secret is None:
             _check_readable(options.tls_cert, options.tls_key)
         _check_readable(options.client_ca)
-        asyncio.run(serve(options))
+        run(options)
     except ConfigError as exc:
         print(f"schemagate: config error: {exc}", file=sys.stderr)
         return 2

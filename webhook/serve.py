@@ -6,9 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+import uvloop
 from aiohttp import web
 
 from webhook.app import State, make_app
@@ -23,6 +28,29 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one client may cost the server.
+
+    The API server opens a connection, shakes hands and sends each review whole, and gives
+    up after the webhook's `timeoutSeconds` (10 by default, 30 at most). These bounds are
+    far above what it needs and keep a slow or hostile client (any pod can reach the
+    port) from holding connections open: every phase has a deadline and the number of
+    open connections is capped; more wait in the listen backlog until one closes.
+    """
+
+    handshake_seconds: float = 5.0  # accepted -> TLS established
+    header_seconds: float = 5.0  # established, or a later request's first byte -> headers read
+    body_seconds: float = 10.0  # headers read -> body read (enforced in webhook.app)
+    # Idle keep-alive: above the 90 s after which Go clients (the API server) drop idle
+    # connections, so the client closes first and never races a request onto a closing one.
+    idle_seconds: float = 120.0
+    # Counted from accept, TLS handshakes included. Each holds TLS and read buffers, so
+    # this bounds memory too (bodies being decoded: webhook.app.BodyBudget).
+    max_connections: int = 256
+    backlog: int = 128
+
+
+@dataclass(frozen=True)
 class ServeOptions:
     config: Config
     tls_cert: Path
@@ -34,6 +62,19 @@ class ServeOptions:
     cert_secret: CertSecret | None = None  # bootstrap the TLS files from this Secret
     grace_seconds: float = 15.0
     reload_seconds: float = 1.0
+    limits: Limits = field(default_factory=Limits)
+
+
+def run(options: ServeOptions) -> None:
+    """`serve` on uvloop, which costs less CPU per review than asyncio's loop (bench/)."""
+    # The JSON log lines show no thread, process or caller: skip collecting them for every
+    # record (the logging HOWTO, "Optimization"); a measurable share of each admission.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(options))
 
 
 async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> None:
@@ -52,18 +93,27 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
     lookups = Lookups(sources, observe=metrics.observe_lookup)
     lookups.start()
     excluded = frozenset(("kube-system", *([options.namespace] if options.namespace else [])))
-    state = State(options.config, lookups, metrics, tls, excluded)
+    limits = options.limits
+    state = State(options.config, lookups, metrics, tls, excluded, limits.body_seconds)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    app = make_app(state)
+    app.middlewares.append(_track_requests)
     runner = web.AppRunner(
-        make_app(state),
+        app,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=options.grace_seconds,
+        keepalive_timeout=limits.idle_seconds,
+        # After an early answer (413, 408) read what is left of the body this long, so
+        # the client sees the answer rather than a reset.
+        lingering_time=1.0,
+        # The API server never compresses a review (webhook.app refuses Content-Encoding).
+        auto_decompress=False,
     )
     await runner.setup()
     watcher = asyncio.create_task(
@@ -73,7 +123,7 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
     if options.cert_secret is not None:
         tasks.append(asyncio.create_task(sync_forever(options.cert_secret)))
     try:
-        site = web.TCPSite(runner, options.host, options.port, ssl_context=tls.context)
+        site = GuardedSite(runner, options.host, options.port, tls.context, limits)
         await site.start()
         log.info(
             "serving",
@@ -97,3 +147,196 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")
+
+
+class GuardedSite(web.BaseSite):
+    """A TLS listener that enforces `Limits`, in place of aiohttp's TCPSite.
+
+    TCPSite hands the socket to `loop.create_server`, which accepts without limit, gives
+    each TLS handshake 60 s and lets a client take as long as it likes over its request
+    headers. Here one task per listening socket accepts only while a slot is free, each
+    accepted socket gets `handshake_seconds` to finish TLS, and `_Guard` drops a
+    connection that has not delivered complete request headers in time.
+
+    No SO_REUSEPORT: a second process on the same port is no way to restart without
+    loss, as Linux resets the connections queued on a listener that closes.
+    """
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        limits: Limits,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=limits.backlog)
+        self._host, self._port, self._limits = host, port, limits
+        self._slots = asyncio.Semaphore(limits.max_connections)
+        self._sockets: list[socket.socket] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        found = await loop.getaddrinfo(
+            self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            self._sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(self._backlog)
+            sock.setblocking(False)
+        for sock in self._sockets:
+            self._spawn(self._accept(sock))
+
+    async def stop(self) -> None:
+        """Stop accepting (new connections are refused) and drop unfinished handshakes."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sock in self._sockets:
+            sock.close()
+        await super().stop()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._slots.acquire()
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:
+                # Out of file descriptors or similar: wait as asyncio's own server does.
+                self._slots.release()
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            except BaseException:
+                self._slots.release()
+                raise
+            self._spawn(self._open(conn))
+
+    async def _open(self, conn: socket.socket) -> None:
+        server = self._runner.server
+        assert server is not None
+        guard = _Guard(server(), self._limits.header_seconds, self._slots.release)
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: guard,
+                conn,
+                ssl=self._ssl_context,
+                ssl_handshake_timeout=self._limits.handshake_seconds,
+            )
+        except BaseException as exc:
+            # The handshake failed, timed out, or the server is stopping: aiohttp never
+            # saw this connection, so free its slot here.
+            guard.release()
+            conn.close()
+            if not isinstance(exc, Exception):
+                raise
+            log.debug("TLS handshake failed: %s", exc)
+
+
+class _Guard(asyncio.Protocol):
+    """Between TLS and aiohttp's protocol: a deadline on request headers, and the slot.
+
+    Armed when TLS is established and at the first byte of each later request, disarmed
+    when aiohttp starts handling a request (`_track_requests`); idle keep-alive
+    connections are aiohttp's (`Limits.idle_seconds`).
+    """
+
+    def __init__(
+        self, inner: asyncio.Protocol, header_seconds: float, release: Callable[[], None]
+    ) -> None:
+        self._inner = inner
+        self._header_seconds = header_seconds
+        self._release: Callable[[], None] | None = release
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TLS transport is a Transport in all but its class.
+        self._transport = cast(asyncio.Transport, transport)
+        self._arm()
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.release()
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy and self._timer is None:
+            self._arm()
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def request_started(self) -> None:
+        self._busy = True
+        self._disarm()
+
+    def request_finished(self) -> None:
+        self._busy = False
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def _arm(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._header_seconds, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._busy or self._transport is None:
+            return
+        peer = self._transport.get_extra_info("peername")
+        log.info(
+            "dropped a connection: no complete request headers within %g s",
+            self._header_seconds,
+            extra={"peer": str(peer)},
+        )
+        # abort, not close: a client this slow would also stall a TLS close_notify.
+        self._transport.abort()
+
+
+@web.middleware
+async def _track_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    transport = request.transport
+    guard = transport.get_protocol() if transport is not None else None
+    if not isinstance(guard, _Guard):
+        return await handler(request)
+    guard.request_started()
+    try:
+        return await handler(request)
+    finally:
+        guard.request_finished()

@@ -80,7 +80,10 @@ class ServingTLS:
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
         context.load_cert_chain(self.cert, self.key)
         if self.client_ca is not None:
-            context.verify_mode = ssl.CERT_REQUIRED
+            # Optional at the TLS layer, so kubelet's HTTPS probes (which present no
+            # certificate) still reach /healthz and /readyz on this port; a certificate
+            # that is presented must verify, and /mutate refuses a client without one.
+            context.verify_mode = ssl.CERT_OPTIONAL
             context.load_verify_locations(cafile=str(self.client_ca))
         # What was loaded may differ from `pair` if the files changed in between; then the
         # next poll sees a difference and loads again.
