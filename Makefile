@@ -55,8 +55,15 @@ lint: $(STAMP) ## ruff, mypy (strict on webhook/ and certs/) and the import-laye
 fuzz: $(STAMP) ## long property-based fuzzing run of the codec and decisions
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/unit/test_fuzz.py -q
 
-bench: $(STAMP) ## benchmark against a bare aiohttp reference server; prints a table, writes bench/results/
-	$(BIN)/python -m bench
+bench: $(STAMP) ## benchmark against a bare aiohttp reference server (~6 min); prints a table, writes bench/results/
+	@need=(); for pkg in wrk hey postgresql; do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$$pkg"); \
+	done; \
+	if [ $${#need[@]} -gt 0 ]; then \
+	  echo "installing $${need[*]} (apt-get, needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${need[@]}" >/dev/null; \
+	fi
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 image: ## build the container image (needs a Docker engine)
 	docker build -t schemagate:dev .
