@@ -125,19 +125,14 @@ _NAMESPACE_IDS = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def orders_db() -> Iterator[FlywayHistory]:
-    """A real PostgreSQL database `orders` with Flyway's history table (versions 1, 2, 41)."""
-    server = PostgresServer()  # the gate tier's throwaway server; needs package postgresql
-    try:
-        server.start()
-        server.create_database("orders")
-        history = FlywayHistory(server.url("orders"))
-        history.create()
-        for version, when in FLYWAY_START.items():
-            history.record(version, datetime.datetime.fromisoformat(when))
-        yield history
-    finally:
-        server.close()
+def orders_db(postgres: PostgresServer) -> FlywayHistory:
+    """A real PostgreSQL database with Flyway's history table (versions 1, 2, 41)."""
+    postgres.create_database("e2e_orders")
+    history = FlywayHistory(postgres.url("e2e_orders"))
+    history.create()
+    for version, when in FLYWAY_START.items():
+        history.record(version, datetime.datetime.fromisoformat(when))
+    return history
 
 
 @pytest.fixture(scope="session")

@@ -29,16 +29,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
 @dataclass(frozen=True)
 class Database:
     """A fresh PostgreSQL database whose flyway_schema_history records version 3."""

@@ -22,16 +22,6 @@ ENGINES = ("postgresql", "mariadb", "sqlite")
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="session")
 def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
     server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
     try:
