@@ -101,6 +101,7 @@ def start(
     port: int | None = None,
     env: dict[str, str] | None = None,
     extra: tuple[str, ...] = (),
+    context: ssl.SSLContext | None = None,
 ) -> Served:
     port = port or free_port()
     out = log.open("ab")
@@ -126,6 +127,8 @@ def start(
         cwd=ROOT,
     )
     served = Served(port, tls_dir, log, proc)
+    if context is not None:
+        served.context = context
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:

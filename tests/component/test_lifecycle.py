@@ -9,12 +9,14 @@ import ssl
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
-from certs.files import issue_to_dir
+from certs.files import issue_to_dir, write_files
+from certs.issue import issue_ca, issue_serving
 from tests.factories import deployment, labelled, review
 from tests.server import ROOT, SCHEMAGATE, Served, client_context, free_port, start
 
@@ -173,3 +175,23 @@ def test_a_bad_config_stops_the_server_with_one_line(
     assert proc.returncode == 2
     assert proc.stderr.strip() == message.format(path=path)
     assert "hunter2" not in proc.stderr + proc.stdout
+
+
+def test_readyz_fails_once_the_certificate_has_expired(config: Path, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    ca = issue_ca("test-ca", now=now - timedelta(days=10))
+    expired = issue_serving(
+        ca, ["localhost"], ["127.0.0.1"], now=now - timedelta(days=2), lifetime=timedelta(days=1)
+    )
+    tls = tmp_path / "tls"
+    write_files(tls, ca.cert_pem, expired)
+    # No client could verify an expired certificate; this one only asks about it.
+    unverified = ssl._create_unverified_context()  # noqa: S323
+    served = start(config, tls, tmp_path / "serve.log", context=unverified)
+    try:
+        status, body = served.request("GET", "/readyz")
+        assert status == 503
+        assert body.decode().startswith("serving certificate expired at ")
+        assert served.request("GET", "/healthz") == (200, b"ok\n")
+    finally:
+        assert served.stop() == 0
