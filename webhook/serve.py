@@ -77,7 +77,7 @@ def run(options: ServeOptions) -> None:
         runner.run(serve(options))
 
 
-async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> None:
+async def serve(options: ServeOptions) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and finish in-flight requests."""
     metrics = Metrics()
     if options.cert_secret is not None:
@@ -132,8 +132,6 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
                 "databases": sorted(options.config.databases),
             },
         )
-        if ready is not None:
-            ready.set()
         await stop.wait()
         log.info("shutting down: no new connections, finishing in-flight requests")
     finally:
