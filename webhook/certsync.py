@@ -30,31 +30,40 @@ class CertSecret:
     service: str
     secret: str
     webhook_configuration: str
-    out_dir: Path
     kubeconfig: str | None = None
+    ips: tuple[str, ...] = ()
+    rotate_ca: bool = False
 
 
-async def sync_once(target: CertSecret) -> BootstrapResult:
-    """Ensure the Secret and caBundle, and write ca.crt, tls.crt and tls.key to out_dir."""
+async def ensure(target: CertSecret) -> BootstrapResult:
+    """One bootstrap round: the Secret and the caBundle are valid afterwards."""
     async with await load_kube_client(target.kubeconfig) as api:
-        result = await bootstrap(
+        return await bootstrap(
             api,
             namespace=target.namespace,
             service=target.service,
             secret=target.secret,
             webhook_configuration=target.webhook_configuration,
+            ips=target.ips,
+            rotate_ca=target.rotate_ca,
         )
-    write_files(target.out_dir, result.ca_bundle, result.serving)
+
+
+async def sync_once(target: CertSecret, out_dir: Path) -> None:
+    """Ensure the Secret and caBundle, and write ca.crt, tls.crt and tls.key to out_dir."""
+    result = await ensure(target)
+    write_files(out_dir, result.ca_bundle, result.serving)
     for change in result.changes:
         log.info("certificates: %s", change)
-    return result
 
 
-async def sync_forever(target: CertSecret, interval: float = INTERVAL_SECONDS) -> None:
+async def sync_forever(
+    target: CertSecret, out_dir: Path, interval: float = INTERVAL_SECONDS
+) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await sync_once(target)
+            await sync_once(target, out_dir)
         except BootstrapError as exc:
             # The current certificate stays in use; the next round tries again.
             log.error("certificate bootstrap failed: %s", exc)

@@ -163,7 +163,6 @@ def _serve(args: argparse.Namespace) -> int:
                 args.service,
                 args.cert_secret,
                 args.webhook_configuration,
-                Path(args.tls_cert).parent,
                 args.kubeconfig,
             )
         options = ServeOptions(
@@ -214,19 +213,20 @@ def _certs(args: argparse.Namespace) -> int:
 
 
 async def _bootstrap(args: argparse.Namespace) -> int:
-    from certs.bootstrap import BootstrapError, bootstrap, load_kube_client
+    from certs.bootstrap import BootstrapError
+    from webhook.certsync import CertSecret, ensure
 
+    target = CertSecret(
+        args.namespace,
+        args.service,
+        args.secret,
+        args.webhook_configuration,
+        args.kubeconfig,
+        tuple(args.ip),
+        args.rotate_ca,
+    )
     try:
-        async with await load_kube_client(args.kubeconfig) as api:
-            result = await bootstrap(
-                api,
-                namespace=args.namespace,
-                service=args.service,
-                secret=args.secret,
-                webhook_configuration=args.webhook_configuration,
-                ips=args.ip,
-                rotate_ca=args.rotate_ca,
-            )
+        result = await ensure(target)
     except BootstrapError as exc:
         print(f"schemagate: {exc}", file=sys.stderr)
         return 1

@@ -81,7 +81,7 @@ async def serve(options: ServeOptions) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and finish in-flight requests."""
     metrics = Metrics()
     if options.cert_secret is not None:
-        await sync_once(options.cert_secret)
+        await sync_once(options.cert_secret, options.tls_cert.parent)
     tls = ServingTLS(
         options.tls_cert,
         options.tls_key,
@@ -121,7 +121,9 @@ async def serve(options: ServeOptions) -> None:
     )
     tasks = [watcher]
     if options.cert_secret is not None:
-        tasks.append(asyncio.create_task(sync_forever(options.cert_secret)))
+        tasks.append(
+            asyncio.create_task(sync_forever(options.cert_secret, options.tls_cert.parent))
+        )
     try:
         site = GuardedSite(runner, options.host, options.port, tls.context, limits)
         await site.start()
