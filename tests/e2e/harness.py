@@ -28,6 +28,17 @@ WEBHOOK_CONFIGURATION = "schemagate"
 WEBHOOK_NAME = "migrate.schemagate.dev"
 LABEL = "schemagate.dev/migrate"
 INJECTED = "schemagate-migrate"
+# What issue 3 says the injected container inherits from the app container, written out
+# here rather than imported from webhook.inject, so the tests check the code against it.
+INHERITED = (
+    "env",
+    "envFrom",
+    "volumeMounts",
+    "securityContext",
+    "resources",
+    "imagePullPolicy",
+    "workingDir",
+)
 OWN_NAMESPACE = "schemagate-system"
 REQUESTS_METRIC = "schemagate_admission_requests_total"
 
@@ -256,3 +267,21 @@ def warnings(stderr: str) -> list[str]:
         for line in stderr.splitlines()
         if line.startswith("Warning: ")
     ]
+
+
+def unreachable_kubeconfig(path: Path) -> int:
+    """Write a kubeconfig pointing at a loopback port nothing listens on; return the port."""
+    port = server.free_port()
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "x", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+                "users": [{"name": "x", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    return port

@@ -51,6 +51,7 @@ from tests.e2e.harness import (
     base_rbac_objects,
     injected,
     render_local_overlay,
+    unreachable_kubeconfig,
 )
 
 pytestmark = pytest.mark.e2e
@@ -369,19 +370,7 @@ async def test_bootstrap_refused_names_the_resource_and_verb(
 
 async def test_unreachable_api_server_is_a_clear_error(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    port = server.free_port()  # nothing listens there
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "x", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
-                "users": [{"name": "x", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    port = unreachable_kubeconfig(kubeconfig)
     with pytest.raises(
         BootstrapError, match=rf"^cannot reach the API server at https://127\.0\.0\.1:{port}: "
     ):

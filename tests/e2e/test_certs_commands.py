@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import socket
 import ssl
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 from tests import server
 from tests.e2e.certs_fixtures import secret_data, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.harness import Kubectl, render_local_overlay
+from tests.e2e.harness import Kubectl, render_local_overlay, unreachable_kubeconfig
 
 pytestmark = pytest.mark.e2e
 
@@ -86,19 +85,7 @@ def test_certs_bootstrap_command(
     )
 
     nowhere = tmp_path / "kubeconfig"
-    port = server.free_port()
-    nowhere.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "x", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
-                "users": [{"name": "x", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    port = unreachable_kubeconfig(nowhere)
     refused = _bootstrap(cluster, configuration, nowhere)
     assert refused.returncode == 1
     assert refused.stderr.startswith(

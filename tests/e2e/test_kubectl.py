@@ -17,6 +17,7 @@ import yaml
 
 from tests.e2e.flyway import FlywayHistory
 from tests.e2e.harness import (
+    INHERITED,
     INJECTED,
     LABEL,
     WEBHOOK_CONFIGURATION,
@@ -77,20 +78,11 @@ def expected_init_container(doc: dict[str, Any]) -> dict[str, Any]:
     resources, imagePullPolicy, workingDir; image: the app's; command: flyway's preset.
     """
     app = pod_spec(doc)["containers"][0]
-    inherited = (
-        "env",
-        "envFrom",
-        "volumeMounts",
-        "securityContext",
-        "resources",
-        "imagePullPolicy",
-        "workingDir",
-    )
     return {
         "name": INJECTED,
         "image": app["image"],
         "command": ["flyway", "migrate"],
-        **{key: copy.deepcopy(app[key]) for key in inherited if key in app},
+        **{key: copy.deepcopy(app[key]) for key in INHERITED if key in app},
         # the API server's defaults for every container
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",

@@ -16,20 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import INJECTED, LABEL, Kubectl, namespace_object, pod_spec
+from tests.e2e.harness import INHERITED, INJECTED, LABEL, Kubectl, namespace_object, pod_spec
 from tests.factories import corpus, labelled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhook")]
-
-INHERITED = (
-    "env",
-    "envFrom",
-    "volumeMounts",
-    "securityContext",
-    "resources",
-    "imagePullPolicy",
-    "workingDir",
-)
 
 # Files the API server refuses whether or not they are labelled, with the reason;
 # file -> a fragment of the API server's refusal of the unlabelled file.
