@@ -8,8 +8,13 @@
 # wheel of this project and a virtualenv at /opt/venv; the final stage copies only that
 # venv. The venv's interpreter is a symlink to /usr/local/bin/python3.11, so both stages
 # must use the same base image.
+#
+# The base is an ARG so that a build without registry access can name a local image
+# with the same layout (the end-to-end tier builds one with debootstrap); the default is
+# the public image.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
-FROM python:3.11.11-slim-bookworm AS builder
+FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -30,7 +35,7 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/venv/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/venv/lib
 
 
-FROM python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 LABEL org.opencontainers.image.title="schemagate" \
       org.opencontainers.image.description="Kubernetes mutating admission webhook for database schema migrations under GitOps" \
