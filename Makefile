@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 RUN_DIR := .run
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-unit test-component test-e2e lint fuzz bench image deploy clean
+.PHONY: help install deps run test test-unit test-component test-e2e test-node cluster lint fuzz bench image deploy clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv with schemagate (editable) and the test/lint tools
 
+deps: ## install what the test tiers need (Debian packages, as root, only what is missing; the control plane build)
+	bash dev/install-test-deps.sh
+
 $(RUN_DIR)/tls/tls.crt: | $(STAMP)
 	$(BIN)/schemagate certs issue --out $(RUN_DIR)/tls --dns-name localhost --ip 127.0.0.1
 
@@ -34,18 +37,23 @@ run: $(STAMP) $(RUN_DIR)/tls/tls.crt ## serve on https://127.0.0.1:8443 with loc
 	  --tls-cert $(RUN_DIR)/tls/tls.crt --tls-key $(RUN_DIR)/tls/tls.key \
 	  --host 127.0.0.1 --port 8443
 
-test: $(STAMP) ## run every test tier (unit, component with real databases, e2e with a real API server)
+test: deps $(STAMP) ## run every tier: unit, component (real databases), reliability, e2e (a real API server), node (pods that run)
 	$(BIN)/pytest
 
 test-unit: $(STAMP) ## run the pure, fast tests only
 	$(BIN)/pytest tests/unit -m "not component"
 
-test-component: $(STAMP) ## run the real-TLS and real-database tests only
+test-component: deps $(STAMP) ## run the real-TLS and real-database tests only
 	$(BIN)/pytest tests/component
 
-test-e2e: $(STAMP) ## run the end-to-end tier against a real kube-apiserver (first run builds it)
+test-e2e: deps $(STAMP) ## run the end-to-end tier against a real kube-apiserver (first run builds it)
 	$(BIN)/pytest tests/e2e
 
+test-node: deps $(STAMP) ## run the node tier: a real kubelet and containerd, schemagate installed as pods
+	$(BIN)/pytest tests/node
+
+cluster: deps $(STAMP) ## a control plane, a node, the images, PostgreSQL and schemagate to explore; Ctrl-C stops and removes all
+	$(BIN)/python -m tests.node.stack
 lint: $(STAMP) ## ruff, mypy (strict on webhook/ and certs/) and the import-layering contract
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

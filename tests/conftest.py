@@ -10,6 +10,23 @@ import pytest
 from certs.files import issue_to_dir
 from tests.component.gate.servers import PostgresServer
 
+# Seconds spent per tier (tests/<tier>/...): setup, call and teardown, session fixtures
+# included (they are charged to the test that first or last uses them).
+TIER_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    parts = report.nodeid.split("/")
+    if len(parts) > 2 and parts[0] == "tests":
+        TIER_SECONDS[parts[1]] = TIER_SECONDS.get(parts[1], 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TIER_SECONDS:
+        terminalreporter.write_sep("-", "time per tier")
+        for tier, seconds in TIER_SECONDS.items():
+            terminalreporter.write_line(f"{tier:<14} {seconds:8.1f} s")
+
 
 @pytest.fixture(scope="session")
 def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

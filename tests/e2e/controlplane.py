@@ -44,7 +44,7 @@ CACHE = Path(os.environ.get("SCHEMAGATE_CP_CACHE", Path.home() / ".cache/schemag
 BIN_DIR = CACHE / "bin"
 BUILD_SCRIPT = Path(__file__).with_name("build-control-plane.sh")
 BUILD_LOG = CACHE / "build.log"
-COMPONENTS = ("kube-apiserver", "kube-controller-manager")
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
 SERVICE_CIDR = "10.0.0.0/24"
 READY_TIMEOUT = 90.0
 
@@ -69,6 +69,8 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kube_scheduler: Path  # these two only run in the node tier (tests/node)
+    kubelet: Path
     build_seconds: float  # 0-ish when everything was cached
 
 
@@ -124,6 +126,8 @@ def ensure_binaries() -> Binaries:
         Path(etcd),
         found["kube-apiserver"],
         found["kube-controller-manager"],
+        found["kube-scheduler"],
+        found["kubelet"],
         time.monotonic() - started,
     )
 
@@ -317,8 +321,12 @@ class ControlPlane:
         state_dir: Path | None = None,
         *,
         with_controller_manager: bool = True,
+        address: str = "127.0.0.1",
     ) -> None:
+        """`address`: where the API server listens; the node tier uses its pod network's
+        gateway, which the host and the pods both reach."""
         self.binaries = binaries
+        self.address = address
         self.with_controller_manager = with_controller_manager
         self._own_dir = state_dir is None
         # etcd fsyncs on every write; a tmpfs keeps that off the disk (test data only).
@@ -332,7 +340,7 @@ class ControlPlane:
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
         self.apiserver_port = free_port()
-        self.server = f"https://127.0.0.1:{self.apiserver_port}"
+        self.server = f"https://{address}:{self.apiserver_port}"
         self.ca = CertificateAuthority.create("schemagate-e2e-cluster-ca")
         self.processes: list[Process] = []
         self.start_seconds = 0.0
@@ -422,9 +430,13 @@ class ControlPlane:
                     "kubernetes.default.svc",
                     "kubernetes.default.svc.cluster.local",
                 ),
-                ips=("127.0.0.1", "10.0.0.1"),
+                ips=tuple(dict.fromkeys(("127.0.0.1", "10.0.0.1", self.address))),
             ),
             "admin": self.ca.issue("admin", organizations=("system:masters",)),
+            # How the API server authenticates to a kubelet (logs, exec) in the node tier.
+            "kubelet-client": self.ca.issue(
+                "kube-apiserver-kubelet-client", organizations=("system:masters",)
+            ),
         }
         for name, (cert, key) in files.items():
             (self.pki / f"{name}.crt").write_bytes(cert)
@@ -503,8 +515,8 @@ class ControlPlane:
         pki = self.pki
         return [
             str(self.binaries.kube_apiserver),
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={self.apiserver_port}",
             "--insecure-port=0",
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
@@ -523,6 +535,12 @@ class ControlPlane:
             "--allow-privileged=true",
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
             "--profiling=false",
+            # Call a webhook Service at its endpoints' pod addresses: no kube-proxy routes
+            # ClusterIPs here (the node tier's webhook runs as pods).
+            "--enable-aggregator-routing=true",
+            f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
         ]
 
     def _kcm_argv(self) -> list[str]:

@@ -51,7 +51,9 @@ def _tail(path: Path) -> str:
 class PostgresServer:
     user = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", clients: str | None = None) -> None:
+        """`host`: the address to listen on; `clients`: a further CIDR allowed to log in
+        (the node tier's pods), beside loopback."""
         bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
         self._initdb = _binary("initdb", "postgresql", *map(str, bindirs))
         self._pg_ctl = _binary("pg_ctl", "postgresql", *map(str, bindirs))
@@ -59,6 +61,7 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="schemagate-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
+        self.host = host
         self.port = free_port()
         self._as: list[str] = []
         if os.geteuid() == 0:
@@ -75,6 +78,9 @@ class PostgresServer:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
         pwfile.unlink()
+        if clients is not None:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {clients} scram-sha-256\n")
 
     def _run(self, *argv: str) -> None:
         done = subprocess.run([*self._as, *argv], capture_output=True, text=True, check=False)
@@ -83,7 +89,7 @@ class PostgresServer:
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c timezone=UTC "
+            f"-p {self.port} -k {self.root} -c listen_addresses={self.host} -c timezone=UTC "
             "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=50"
         )
         self._run(
@@ -109,13 +115,12 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str, password: str = PASSWORD) -> str:
-        return (
-            f"postgresql://{self.user}:{quote(password, safe='')}@127.0.0.1:{self.port}/{database}"
-        )
+        secret = quote(password, safe="")
+        return f"postgresql://{self.user}:{secret}@{self.host}:{self.port}/{database}"
 
     def connect(self, database: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(
-            host="127.0.0.1",
+            host=self.host,
             port=self.port,
             user=self.user,
             password=PASSWORD,

@@ -1,0 +1,131 @@
+"""The webhook's own failures, for real: its pods deleted, its Deployment restarted.
+
+failurePolicy is Fail and the objectSelector opts in only labelled workloads: while no
+pod answers, labelled applies are refused and every other apply goes through. A rolling
+restart (maxUnavailable 0, the preStop pause) must fail no labelled apply at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+import yaml
+
+from tests.e2e.harness import Kubectl, wait_for
+from tests.node.conftest import MEASURED
+from tests.node.stack import NAMESPACE
+from tests.node.test_install import APP, wait_serving
+
+REFUSED = 'failed calling webhook "migrate.schemagate.dev"'
+
+
+def workload(name: str, namespace: str, labelled: bool) -> str:
+    """A Deployment with no replicas: admitted or not, it starts no pod."""
+    obj: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+            },
+        },
+    }
+    if labelled:
+        obj["metadata"]["labels"] = {"schemagate.dev/migrate": "inject"}
+        obj["metadata"]["annotations"] = {"schemagate.dev/tool": "alembic"}
+    return yaml.safe_dump(obj)
+
+
+def test_labelled_applies_are_refused_while_no_pod_answers(kube: Kubectl) -> None:
+    kube.ensure_namespace("outage")
+    wait_serving(kube)
+    kube("delete", "pod", "-n", NAMESPACE, "-l", APP, "--wait=false", check=True)
+    seen: list[tuple[int, int]] = []
+
+    def refused_while_others_pass() -> bool:
+        labelled = kube(
+            "create",
+            "--dry-run=server",
+            "-f",
+            "-",
+            stdin=workload("labelled", "outage", labelled=True),
+        )
+        plain = kube(
+            "create",
+            "--dry-run=server",
+            "-f",
+            "-",
+            stdin=workload("plain", "outage", labelled=False),
+        )
+        seen.append((labelled.returncode, plain.returncode))
+        if labelled.returncode != 0:
+            assert REFUSED in labelled.stderr, labelled.stderr
+        return labelled.returncode != 0 and plain.returncode == 0
+
+    wait_for(
+        "a labelled apply refused while an unlabelled one passes",
+        refused_while_others_pass,
+        timeout=30,
+        interval=0.1,
+    )
+    wait_serving(kube)
+
+    def admitted() -> bool:
+        done = kube(
+            "create",
+            "--dry-run=server",
+            "-f",
+            "-",
+            stdin=workload("labelled", "outage", labelled=True),
+        )
+        return done.returncode == 0
+
+    wait_for("labelled applies to pass again", admitted, timeout=30)
+
+
+def test_a_rolling_restart_fails_no_labelled_apply(kube: Kubectl) -> None:
+    kube.ensure_namespace("restart")
+    wait_serving(kube)
+    results: list[tuple[str, int, str]] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            name = f"stream-{n}"
+            done = kube("apply", "-f", "-", stdin=workload(name, "restart", labelled=True))
+            results.append((name, done.returncode, done.stderr.strip()))
+            time.sleep(0.2)
+
+    worker = threading.Thread(target=stream, daemon=True)
+    worker.start()
+    try:
+        time.sleep(2)
+        started = time.monotonic()
+        kube("rollout", "restart", "-n", NAMESPACE, "deployment/schemagate", check=True)
+        wait_serving(kube)
+        restart_seconds = time.monotonic() - started
+        time.sleep(3)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    failures = [r for r in results if r[1] != 0]
+    MEASURED["webhook rolling restart under a stream of labelled applies"] = [
+        f"  {len(results)} applies during a {restart_seconds:.1f} s restart, {len(failures)} failed"
+    ]
+    assert len(results) >= 20
+    assert not failures, failures
+    # Every apply was mutated by a pod of the webhook (the stored objects say so).
+    stored = kube.json("get", "deployments", "-n", "restart")["items"]
+    assert len(stored) == len(results)
+    for obj in stored:
+        names = [c["name"] for c in obj["spec"]["template"]["spec"].get("initContainers", [])]
+        assert names == ["schemagate-migrate"], obj["metadata"]["name"]
