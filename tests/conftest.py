@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,23 +12,51 @@ import pytest
 
 from certs.files import issue_to_dir
 from tests.component.gate.servers import PostgresServer
+from tests.support import summary
 
 # Seconds spent per tier (tests/<tier>/...): setup, call and teardown, session fixtures
 # included (they are charged to the test that first or last uses them).
 TIER_SECONDS: dict[str, float] = {}
+# The tiers that run a cluster wait on it more than they compute: they share one
+# pytest-xdist worker (`-n 2 --dist loadgroup`), the other tiers the other one.
+CLUSTER_TIERS = ("e2e", "node")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controlling process: workers inherit it
+        folder = Path(tempfile.mkdtemp(prefix="schemagate-summary-"))
+        os.environ[summary.ENV] = str(folder / "summary.jsonl")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        lane = "clusters" if _tier(item.nodeid) in CLUSTER_TIERS else "local"
+        item.add_marker(pytest.mark.xdist_group(lane))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    parts = report.nodeid.split("/")
-    if len(parts) > 2 and parts[0] == "tests":
-        TIER_SECONDS[parts[1]] = TIER_SECONDS.get(parts[1], 0.0) + report.duration
+    tier = _tier(report.nodeid)
+    if tier:
+        TIER_SECONDS[tier] = TIER_SECONDS.get(tier, 0.0) + report.duration
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    path = Path(os.environ.get(summary.ENV, "/nonexistent"))
+    for title, lines in summary.sections(path).items():
+        terminalreporter.write_sep("-", title)
+        for line in lines:
+            terminalreporter.write_line(line)
+    shutil.rmtree(path.parent, ignore_errors=True)
     if TIER_SECONDS:
-        terminalreporter.write_sep("-", "time per tier")
-        for tier, seconds in TIER_SECONDS.items():
+        terminalreporter.write_sep("-", "time per tier (summed over both lanes)")
+        for tier, seconds in sorted(TIER_SECONDS.items()):
             terminalreporter.write_line(f"{tier:<14} {seconds:8.1f} s")
+
+
+def _tier(nodeid: str) -> str | None:
+    parts = nodeid.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" else None
 
 
 @pytest.fixture(scope="session")

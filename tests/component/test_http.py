@@ -61,7 +61,11 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("method", "body", "ctype", "status", "reason"), BAD)
+# Named by what they expect: some bodies carry random uids, and every pytest-xdist worker
+# must collect the same test ids.
+@pytest.mark.parametrize(
+    ("method", "body", "ctype", "status", "reason"), BAD, ids=[case[4] for case in BAD]
+)
 def test_bad_requests_get_a_4xx_with_one_line(
     served: Served, method: str, body: bytes | None, ctype: str, status: int, reason: str
 ) -> None:

@@ -32,6 +32,7 @@ from tests.e2e.harness import (
     render_local_overlay,
     wait_for,
 )
+from tests.support import summary
 
 HERE = Path(__file__).parent
 # A cold build (download + compile of kube-apiserver and kube-controller-manager) takes
@@ -40,7 +41,9 @@ BUILD_TIMEOUT = 1800
 # What the gate scenarios find recorded when they start: versions 1, 2 and 41.
 FLYWAY_START = {"1": "2026-11-01T09:00:00", "2": "2026-11-02T09:00:00", "41": "2026-11-20T10:00:00"}
 
-TIMINGS: dict[str, float] = {}
+
+def timing(what: str, seconds: float) -> None:
+    summary.record("e2e timings", f"{what:<62} {seconds:7.2f} s")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,18 +52,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and "tests/e2e/" in report.nodeid:
-        TIMINGS[report.nodeid.split("::", 1)[1][:60]] = report.duration
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TIMINGS:
-        terminalreporter.write_sep("-", "e2e timings")
-        for what, seconds in TIMINGS.items():
-            terminalreporter.write_line(f"{what:<62} {seconds:7.2f} s")
 
 
 @pytest.fixture(scope="session")
@@ -78,11 +69,11 @@ def cluster(
                 f"{controlplane.BUILD_LOG}"
             )
     binaries = controlplane.ensure_binaries()  # builds once (minutes), then cached
-    TIMINGS["binaries (build or cache check)"] = binaries.build_seconds
+    timing("binaries (build or cache check)", binaries.build_seconds)
     cp = ControlPlane(binaries, with_controller_manager=True)
     try:
         cp.start()
-        TIMINGS["control plane start to /readyz"] = cp.start_seconds
+        timing("control plane start to /readyz", cp.start_seconds)
         yield cp
     finally:
         if request.session.testsfailed:
@@ -91,9 +82,9 @@ def cluster(
             for name, log in cp.logs().items():
                 if log.exists():
                     shutil.copy(log, keep / f"{name}.log")
-            TIMINGS[f"(logs kept in {keep})"] = 0.0
+            timing(f"(logs kept in {keep})", 0.0)
         cp.stop()
-        TIMINGS["e2e session (fixtures + tests)"] = time.monotonic() - session_started
+        timing("e2e session (fixtures + tests)", time.monotonic() - session_started)
 
 
 @pytest.fixture(scope="session")
@@ -164,15 +155,14 @@ def webhook(
     server = WebhookServer(
         config, tls_dir, work / "schemagate.log", env={"ORDERS_DATABASE_URL": orders_db.dsn}
     )
-    TIMINGS["webhook start to ready"] = server.start()
+    timing("webhook start to ready", server.start())
     try:
         started = time.monotonic()
         kubectl.apply_objects(base_rbac_objects())
         objects = render_local_overlay(kubectl, server.port, (tls_dir / "ca.crt").read_bytes())
         kubectl.apply_objects(objects)
-        TIMINGS["webhook registered and effective"] = (
-            time.monotonic() - started + _wait_until_effective(kubectl)
-        )
+        effective = _wait_until_effective(kubectl)
+        timing("webhook registered and effective", time.monotonic() - started + effective)
         yield server
     finally:
         server.stop()

@@ -18,12 +18,14 @@ from tests.e2e.harness import Kubectl, namespace_object
 from tests.node import images
 from tests.node.stack import Stack
 from tests.node.workloads import secret
+from tests.support import summary
 
 # A cold first run builds the binaries (about 6 min) and the images (about 4 min).
 BUILD_TIMEOUT = 1800
-TIMINGS: dict[str, float] = {}
-# What scenario tests measured, printed at the end of the run (and in the closing note).
-MEASURED: dict[str, list[str]] = {}
+
+
+def timing(what: str, seconds: float) -> None:
+    summary.record("node tier timings", f"{what:<62} {seconds:7.2f} s")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,17 +33,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "tests/node/" in item.nodeid and cold:
             item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TIMINGS:
-        terminalreporter.write_sep("-", "node tier timings")
-        for what, seconds in TIMINGS.items():
-            terminalreporter.write_line(f"{what:<62} {seconds:7.2f} s")
-    for title, lines in MEASURED.items():
-        terminalreporter.write_sep("-", title)
-        for line in lines:
-            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -52,13 +43,14 @@ def stack(
     built = Stack()
     try:
         built.start()
-        TIMINGS.update(built.timings)
+        for what, seconds in built.timings.items():
+            timing(what, seconds)
         yield built
     finally:
         if request.session.testsfailed:
             _keep_logs(built, tmp_path_factory)
         built.stop()
-        TIMINGS["node session (fixtures + tests)"] = time.monotonic() - started
+        timing("node session (fixtures + tests)", time.monotonic() - started)
 
 
 @pytest.fixture(scope="session")
@@ -103,4 +95,4 @@ def _keep_logs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         for proc in getattr(part, "processes", []):
             if proc.log.exists():
                 shutil.copy(proc.log, keep / f"{proc.name}.log")
-    TIMINGS[f"(logs kept in {keep})"] = 0.0
+    timing(f"(logs kept in {keep})", 0.0)

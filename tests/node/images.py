@@ -14,7 +14,7 @@ No registry is reachable, so every image a pod runs is made here:
 Each image is an OCI archive under `~/.cache/schemagate/images`, named by a hash of
 everything it is built from (the recipe below, the package list, the Dockerfile and the
 files it copies). A hit costs nothing; a miss builds (seen: 40-90 s for a debootstrap
-tree, 30-60 s for the Dockerfile) and replaces the older archives of that image.
+tree, 70 s for the Dockerfile); the three newest archives of each image are kept.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def _key(recipe: Callable[..., Image], *inputs: str) -> str:
     """The cache key: the source of the recipe and of the steps every recipe shares (a
     changed recipe rebuilds), and the recipe's inputs."""
     digest = hashlib.sha256()
-    for code in (recipe, _rootfs_image, _debootstrap, _export):
+    for code in (recipe, _rootfs_image, _debootstrap):
         digest.update(inspect.getsource(code).encode())
     for part in inputs:
         digest.update(b"\0" + part.encode())
@@ -323,10 +323,17 @@ def _export(storage: _Storage, name: str, key: str, ref: str, started: float) ->
     storage.buildah(
         "buildah push", "push", ref, f"oci-archive:{partial}:{ref}", log=LOGS / f"{name}.log"
     )
-    for old in CACHE.glob(f"{name}-*.oci.tar"):
-        old.unlink()
     partial.rename(archive)  # never leave a half-written archive under the final name
+    _prune(name)
     return Image(ref, archive, time.monotonic() - started)
+
+
+def _prune(name: str, keep: int = 3) -> None:
+    """Drop all but the newest archives of an image. Not just the newest one: two
+    checkouts of the project (or a test run and `make cluster`) may use two at once."""
+    archives = sorted(CACHE.glob(f"{name}-*.oci.tar"), key=lambda p: p.stat().st_mtime)
+    for old in archives[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 class _Storage:

@@ -19,8 +19,7 @@ import yaml
 
 from tests.e2e.harness import Kubectl
 from tests.node.stack import Stack
-from tests.node.test_inject_runs import recorded
-from tests.node.workloads import LABEL, dump, migrations, migrations_volume, secret
+from tests.node.workloads import LABEL, dump, migrations, migrations_volume, recorded, secret
 
 EXAMPLES = Path(__file__).with_name("examples")
 DENIED = 'admission webhook "migrate.schemagate.dev" denied the request'

@@ -10,13 +10,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
-
 from tests.e2e.harness import Kubectl, wait_for
-from tests.node.conftest import MEASURED
 from tests.node.stack import Stack
 from tests.node.workloads import (
     MIGRATE,
+    columns,
+    count_runs,
     deployment,
     dump,
     logs,
@@ -25,26 +24,11 @@ from tests.node.workloads import (
     moment,
     pods,
     previous_logs,
+    recorded,
+    runs_started,
     status_of,
 )
-
-
-def recorded(url: str) -> list[str]:
-    with psycopg.connect(url, connect_timeout=5) as conn:
-        present = conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()
-        if not present or not present[0]:
-            return []
-        return [r[0] for r in conn.execute("SELECT version_num FROM alembic_version")]
-
-
-def columns(url: str, table: str) -> list[str]:
-    with psycopg.connect(url, connect_timeout=5) as conn:
-        rows = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
-            "ORDER BY ordinal_position",
-            (table,),
-        ).fetchall()
-    return [r[0] for r in rows]
+from tests.support import summary
 
 
 def roll_out(kube: Kubectl, namespace: str, objects: list[dict[str, Any]], name: str) -> float:
@@ -160,19 +144,6 @@ def test_a_failed_migration_leaves_the_old_release_serving(
     wait_for("the failure in the migration's log", failure_readable, timeout=60, interval=1)
 
 
-def runs_started(url: str) -> int:
-    """How many runs of migration 0001 began (tests/node/alembic/r0001_orders.py)."""
-    with psycopg.connect(url, connect_timeout=5) as conn:
-        row = conn.execute("SELECT last_value, is_called FROM migration_runs").fetchone()
-    assert row is not None
-    return int(row[0]) if row[1] else 0
-
-
-def count_runs(url: str) -> None:
-    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute("CREATE SEQUENCE migration_runs")
-
-
 def test_replicas_racing_on_a_fresh_database(
     stack: Stack,
     kube: Kubectl,
@@ -210,8 +181,9 @@ def test_replicas_racing_on_a_fresh_database(
     assert recorded(url) == ["0002"]
     runs = runs_started(url)
     assert runs >= 1
-    MEASURED["inject, 3 replicas racing (alembic, 3 s migration, PostgreSQL 15)"] = [
+    summary.record_lines(
+        "inject, 3 replicas racing (alembic, 3 s migration, PostgreSQL 15)",
         f"  rollout {seconds:.1f} s; runs of the migration started (database counter): "
         f"{runs}; failed init container runs: {failed_runs}",
         *lines,
-    ]
+    )

@@ -12,29 +12,9 @@ import json
 import time
 from typing import Any
 
-from tests.e2e.harness import Kubectl, wait_for
+from tests.e2e.harness import Kubectl
 from tests.node.stack import INSTALLED_IMAGE, NAMESPACE, Stack
-
-APP = "app.kubernetes.io/name=schemagate"
-
-
-def webhook_pods(kube: Kubectl) -> list[dict[str, Any]]:
-    listed = kube.json("get", "pods", "-n", NAMESPACE, "-l", APP)
-    return [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
-
-
-def wait_serving(kube: Kubectl, replicas: int = 2) -> None:
-    kube(
-        "-n", NAMESPACE, "rollout", "status", "deployment/schemagate", "--timeout=120s", check=True
-    )
-
-    def ready() -> bool:
-        pods = webhook_pods(kube)
-        return len(pods) == replicas and all(
-            all(s["ready"] for s in p["status"].get("containerStatuses", [])) for p in pods
-        )
-
-    wait_for(f"{replicas} ready schemagate pods", ready, timeout=120)
+from tests.node.workloads import WEBHOOK, wait_serving, webhook_pods
 
 
 def test_runs_as_pods_from_the_image_built_here(stack: Stack, kube: Kubectl) -> None:
@@ -75,7 +55,7 @@ def test_the_pods_bootstrapped_the_certificate_and_the_ca_bundle(kube: Kubectl) 
     assert ca_bundle == ca
     # The API server reached the pods through the Service (its endpoints): each labelled
     # review is logged by the pod that answered it.
-    logs = kube("logs", "-n", NAMESPACE, "-l", APP, "--tail=-1", check=True).stdout
+    logs = kube("logs", "-n", NAMESPACE, "-l", WEBHOOK, "--tail=-1", check=True).stdout
     reviews = [json.loads(line) for line in logs.splitlines() if '"uid"' in line]
     assert reviews, "no admission was logged by the webhook's pods"
 

@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 
 from tests.e2e.harness import Kubectl, wait_for
-from tests.node.conftest import MEASURED
 from tests.node.stack import NAMESPACE
-from tests.node.test_install import APP, wait_serving
+from tests.node.workloads import WEBHOOK, wait_serving
+from tests.support import summary
 
 REFUSED = 'failed calling webhook "migrate.schemagate.dev"'
 
@@ -46,7 +46,7 @@ def workload(name: str, namespace: str, labelled: bool) -> str:
 def test_labelled_applies_are_refused_while_no_pod_answers(kube: Kubectl) -> None:
     kube.ensure_namespace("outage")
     wait_serving(kube)
-    kube("delete", "pod", "-n", NAMESPACE, "-l", APP, "--wait=false", check=True)
+    kube("delete", "pod", "-n", NAMESPACE, "-l", WEBHOOK, "--wait=false", check=True)
     seen: list[tuple[int, int]] = []
 
     def refused_while_others_pass() -> bool:
@@ -118,9 +118,11 @@ def test_a_rolling_restart_fails_no_labelled_apply(kube: Kubectl) -> None:
         stop.set()
         worker.join(timeout=60)
     failures = [r for r in results if r[1] != 0]
-    MEASURED["webhook rolling restart under a stream of labelled applies"] = [
-        f"  {len(results)} applies during a {restart_seconds:.1f} s restart, {len(failures)} failed"
-    ]
+    summary.record_lines(
+        "webhook rolling restart under a stream of labelled applies",
+        f"  {len(results)} applies during a {restart_seconds:.1f} s restart, "
+        f"{len(failures)} failed",
+    )
     assert len(results) >= 20
     assert not failures, failures
     # Every apply was mutated by a pod of the webhook (the stored objects say so).

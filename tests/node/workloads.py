@@ -17,7 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import Kubectl
+import psycopg
+
+from tests.e2e.harness import Kubectl, wait_for
+from tests.node.stack import NAMESPACE
 
 ALEMBIC = Path(__file__).with_name("alembic")
 # Each release's migrations: a prefix of this chain (r0003 fails).
@@ -134,6 +137,28 @@ def deployment(
     }
 
 
+WEBHOOK = "app.kubernetes.io/name=schemagate"  # the label of schemagate's own pods
+
+
+def webhook_pods(kube: Kubectl) -> list[dict[str, Any]]:
+    listed = kube.json("get", "pods", "-n", NAMESPACE, "-l", WEBHOOK)
+    return [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def wait_serving(kube: Kubectl, replicas: int = 2) -> None:
+    kube(
+        "-n", NAMESPACE, "rollout", "status", "deployment/schemagate", "--timeout=120s", check=True
+    )
+
+    def ready() -> bool:
+        pods = webhook_pods(kube)
+        return len(pods) == replicas and all(
+            all(s["ready"] for s in p["status"].get("containerStatuses", [])) for p in pods
+        )
+
+    wait_for(f"{replicas} ready schemagate pods", ready, timeout=120)
+
+
 # --- reading back --------------------------------------------------------------------
 
 
@@ -170,6 +195,37 @@ def previous_logs(kube: Kubectl, namespace: str, pod: str, container: str) -> st
     (the kubelet keeps one dead instance per container, and not always that)."""
     done = kube("logs", "-n", namespace, pod, "-c", container, "--previous")
     return done.stdout if done.returncode == 0 else None
+
+
+def recorded(url: str) -> list[str]:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        present = conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()
+        if not present or not present[0]:
+            return []
+        return [r[0] for r in conn.execute("SELECT version_num FROM alembic_version")]
+
+
+def columns(url: str, table: str) -> list[str]:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+            "ORDER BY ordinal_position",
+            (table,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def runs_started(url: str) -> int:
+    """How many runs of migration 0001 began (tests/node/alembic/r0001_orders.py)."""
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        row = conn.execute("SELECT last_value, is_called FROM migration_runs").fetchone()
+    assert row is not None
+    return int(row[0]) if row[1] else 0
+
+
+def count_runs(url: str) -> None:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("CREATE SEQUENCE migration_runs")
 
 
 def dump(objects: Sequence[Mapping[str, Any]]) -> str:

@@ -13,20 +13,8 @@ import pytest
 
 from tests.component.gate import ddl
 from tests.component.gate.servers import PostgresServer
-from tests.reliability.harness import COUNTS, TRANSCRIPT
+from tests.reliability.harness import TRANSCRIPT
 from tests.server import Served, start
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not COUNTS:
-        return
-    terminalreporter.section("reliability: requests sent / answered / failed")
-    width = max(len(c.scenario) for c in COUNTS)
-    for c in COUNTS:
-        terminalreporter.write_line(
-            f"{c.scenario:<{width}}  sent {c.sent:>5}  answered {c.answered:>5}  "
-            f"failed {c.failed:>3}  {c.note}"
-        )
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs.issue import KeyPair
 from tests.factories import deployment, labelled, review
+from tests.support import summary
 
 KINDS = ("inject", "gate", "unlabelled")
 
@@ -75,12 +76,12 @@ class Count:
     note: str = ""
 
 
-COUNTS: list[Count] = []
-
-
 def report(scenario: str, sent: int, answered: int, failed: int, note: str = "") -> Count:
     count = Count(scenario, sent, answered, failed, note)
-    COUNTS.append(count)
+    summary.record(
+        "reliability: requests sent / answered / failed",
+        f"{scenario:<44}  sent {sent:>5}  answered {answered:>5}  failed {failed:>3}  {note}",
+    )
     print(f"\n[{scenario}] sent {sent}, answered {answered}, failed {failed}. {note}")
     return count
 
