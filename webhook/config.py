@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import yaml
 
-GATE_TOOLS = ("flyway", "liquibase", "alembic", "golang-migrate", "atlas")
-INJECT_TOOLS = (*GATE_TOOLS, "command")
+from webhook.tools import GATE_TOOLS, INJECT_TOOLS
+
 URL_KEYS = ("url", "url_env", "url_file")
 URL_SCHEMES = ("postgresql://", "postgres://", "mysql://", "sqlite:///")
 

@@ -12,9 +12,10 @@ import pytest
 
 from tests.factories import corpus, labelled, review
 from webhook import decide
-from webhook.config import INJECT_TOOLS, Config
+from webhook.config import Config
 from webhook.inject import INHERITED, NAME
 from webhook.review import AdmissionResponse, parse_review
+from webhook.tools import INJECT_TOOLS
 
 CORPUS = corpus()
 IDS = [name for name, _ in CORPUS]

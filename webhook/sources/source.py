@@ -11,7 +11,9 @@ from webhook.config import ConfigError, DatabaseConfig
 from webhook.sources.engines import Engine, open_engine
 from webhook.sources.errors import SourceError
 from webhook.sources.target import resolve
-from webhook.sources.tools import Location, default_location, read
+from webhook.sources.tools import read
+from webhook.tools import gate_of
+from webhook.tools.base import Location
 from webhook.versions import Recorded
 
 
@@ -53,7 +55,7 @@ class DatabaseSource:
         # Resolved again after every reset, so a rotated Secret or env value is picked up.
         if self._engine is None or self._where is None:
             target = resolve(self._db, self._environ)
-            default = default_location(self._db.tool, target.engine)
+            default = gate_of(self._db.tool).location(target.engine)
             db = self._db
             self._where = Location(db.schema or default.schema, db.table or default.table)
             self._engine = open_engine(target, self._timeout)
@@ -66,7 +68,7 @@ class DatabaseSource:
             raise SourceError(str(exc)) from None
         try:
             async with asyncio.timeout(self._timeout):
-                return await read(self._db.tool, engine, where)
+                return await read(gate_of(self._db.tool), engine, where)
         except TimeoutError:
             self.close()
             reason = f"no answer within the {self._timeout:g} s lookup deadline"

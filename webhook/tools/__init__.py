@@ -1,0 +1,34 @@
+"""The registry of migration tools: one module each, listed here.
+
+Adding a tool means one module with its `TOOL`, its tests, and one row in the README's
+table of tools (a test compares that table with this registry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from webhook.tools import alembic, atlas, command, flyway, golang_migrate, liquibase
+from webhook.tools.base import Gate, Tool
+
+TOOLS: Mapping[str, Tool] = {
+    tool.name: tool
+    for tool in (
+        flyway.TOOL,
+        liquibase.TOOL,
+        alembic.TOOL,
+        golang_migrate.TOOL,
+        atlas.TOOL,
+        command.TOOL,
+    )
+}
+INJECT_TOOLS = tuple(TOOLS)
+GATE_TOOLS = tuple(name for name, tool in TOOLS.items() if tool.gate is not None)
+
+
+def gate_of(name: str) -> Gate:
+    """The gate part of a tool the config accepted for gate mode."""
+    gate = TOOLS[name].gate
+    if gate is None:
+        raise ValueError(f"{name} has no gate")
+    return gate
