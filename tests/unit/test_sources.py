@@ -113,7 +113,9 @@ def test_redact_removes_every_spelling_of_the_password() -> None:
     ],
 )
 def test_default_tables_are_where_each_tool_puts_them(tool: str, dialect: Any, sql: str) -> None:
-    assert gate_of(tool).location(dialect).sql(dialect) == sql
+    history = gate_of(tool).history
+    assert history is not None
+    assert history.location(dialect).sql(dialect) == sql
 
 
 def test_location_quotes_configured_names() -> None:

@@ -171,9 +171,15 @@ class MySQL:
                 else:
                     await self._conn.ping(reconnect=True)
                 async with self._conn.cursor() as cursor:
+                    # Gate mode never writes; a read-only transaction makes the server
+                    # refuse it too (an operator's `custom` query included).
+                    # After a failure the transaction is left to the next START (which
+                    # ends it) or to reset(): nothing waits on the server while cancelled.
+                    await cursor.execute("START TRANSACTION READ ONLY")
                     await cursor.execute(sql)
                     rows = await cursor.fetchall()
                     utc = [d[1] == MYSQL_TIMESTAMP for d in cursor.description or ()]
+                    await cursor.execute("ROLLBACK")
             except aiomysql.ProgrammingError as exc:
                 if exc.args and exc.args[0] == MYSQL_TABLE_MISSING:
                     raise TableMissing from None

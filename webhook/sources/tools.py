@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from webhook.sources.engines import Engine
 from webhook.sources.errors import TableMissing
-from webhook.tools.base import Gate, Location, Row
+from webhook.tools.base import Gate, Row
 from webhook.versions import Recorded
 
 
-async def read(tool: Gate, engine: Engine, where: Location) -> Recorded:
-    """What `tool` recorded at `where`. Engine errors propagate as SourceError."""
-    history, *sides = tool.queries(where, engine.dialect)
+async def read(tool: Gate, engine: Engine, queries: tuple[str, ...]) -> Recorded:
+    """What `tool` recorded, from its `queries`. Engine errors propagate as SourceError."""
+    history, *sides = queries
     try:
         results: list[list[Row]] = [await engine.query(history)]
     except TableMissing:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from webhook.tools import alembic, atlas, command, flyway, golang_migrate, liquibase
+from webhook.tools import alembic, atlas, command, custom, flyway, golang_migrate, liquibase
 from webhook.tools.base import Gate, Tool
 
 TOOLS: Mapping[str, Tool] = {
@@ -20,9 +20,12 @@ TOOLS: Mapping[str, Tool] = {
         golang_migrate.TOOL,
         atlas.TOOL,
         command.TOOL,
+        custom.TOOL,
     )
 }
-INJECT_TOOLS = tuple(TOOLS)
+# Inject mode runs a command: a preset, or the Deployment's own (`command`). `custom`
+# is read with the operator's query and has no command to run.
+INJECT_TOOLS = tuple(name for name, tool in TOOLS.items() if tool.command or not tool.gate)
 GATE_TOOLS = tuple(name for name, tool in TOOLS.items() if tool.gate is not None)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import Dialect, Docs, Gate, Location, Row, Tool, select
+from webhook.tools.base import Dialect, Docs, Gate, History, Location, Row, Tool, select
 from webhook.versions import Recorded
 
 
@@ -39,8 +39,7 @@ TOOL = Tool(
     gate=Gate(
         compare="graph",
         matches=("exact",),
-        location=location,
-        queries=queries,
+        history=History(location=location, queries=queries),
         parse=parse,
         wanted="",
         current="head",
@@ -48,7 +47,7 @@ TOOL = Tool(
             table="`alembic_version`",
             recorded="the heads; revisions are a graph, so only `exact`: each revision "
             "required (`a1f,b2e` for branches) must be a head",
-            refused="nothing beyond a missing head",
+            refused="nothing: several heads are branches, as `alembic current` lists them",
         ),
     ),
 )

@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import Dialect, Docs, Gate, Location, Row, Tool, moment, quoted, select
+from webhook.tools.base import (
+    Dialect,
+    Docs,
+    Gate,
+    History,
+    Location,
+    Row,
+    Tool,
+    moment,
+    quoted,
+    select,
+)
 from webhook.versions import Recorded
 
 # RevisionType bits (ariga/atlas sql/migrate/migrate.go): baseline 1, execute 2,
@@ -77,8 +88,7 @@ TOOL = Tool(
     gate=Gate(
         compare="ordered",
         matches=("at-least", "exact"),
-        location=location,
-        queries=queries,
+        history=History(location=location, queries=queries),
         parse=parse,
         wanted="",
         current="",

@@ -54,15 +54,21 @@ class Docs:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Gate:
-    compare: Comparison
-    # The matches a requirement may use; the first is the default.
-    matches: tuple[Match, ...]
+class History:
     # Where the history lives by default on each engine (schema, table, name case).
     location: Callable[[Dialect], Location]
     # The read-only queries: the first reads the history (its table missing means no
     # migrations recorded); the others read side tables (locks), missing meaning empty.
     queries: Callable[[Location, Dialect], tuple[str, ...]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gate:
+    compare: Comparison
+    # The matches a requirement may use; the first is the default.
+    matches: tuple[Match, ...]
+    # None: the database entry in the webhook's config carries the query (`custom`).
+    history: History | None
     # The rows of each query, in order, as what the tool recorded.
     parse: Callable[[Sequence[Sequence[Row]]], Recorded]
     # How a denial names what is required and what is recorded: "tag or changeset",

@@ -13,6 +13,7 @@ from webhook.tools.base import (
     Dialect,
     Docs,
     Gate,
+    History,
     Location,
     Row,
     Tool,
@@ -77,8 +78,7 @@ TOOL = Tool(
     gate=Gate(
         compare="ordered",
         matches=("at-least", "exact"),
-        location=location,
-        queries=queries,
+        history=History(location=location, queries=queries),
         parse=parse,
         wanted="",
         current="",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import Dialect, Docs, Gate, Location, Row, Tool, flag, select
+from webhook.tools.base import Dialect, Docs, Gate, History, Location, Row, Tool, flag, select
 from webhook.versions import Recorded
 
 
@@ -42,8 +42,7 @@ TOOL = Tool(
     gate=Gate(
         compare="ordered",
         matches=("at-least", "exact"),
-        location=location,
-        queries=queries,
+        history=History(location=location, queries=queries),
         parse=parse,
         wanted="",
         current="",

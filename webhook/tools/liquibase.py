@@ -11,7 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from webhook.tools.base import Dialect, Docs, Gate, Location, Row, Tool, flag, iso, moment, select
+from webhook.tools.base import (
+    Dialect,
+    Docs,
+    Gate,
+    History,
+    Location,
+    Row,
+    Tool,
+    flag,
+    iso,
+    moment,
+    select,
+)
 from webhook.versions import Recorded
 
 # EXECTYPEs that leave a changeset applied (FAILED and SKIPPED do not).
@@ -62,8 +74,7 @@ TOOL = Tool(
     gate=Gate(
         compare="names",
         matches=("at-least", "exact"),
-        location=location,
-        queries=queries,
+        history=History(location=location, queries=queries),
         parse=parse,
         wanted="tag or changeset",
         current="tag",
