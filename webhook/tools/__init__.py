@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from webhook.tools import alembic, atlas, command, custom, flyway, golang_migrate, liquibase
+from webhook.tools import (
+    alembic,
+    atlas,
+    command,
+    custom,
+    dbmate,
+    ef_core,
+    flyway,
+    golang_migrate,
+    goose,
+    liquibase,
+    rails,
+)
 from webhook.tools.base import Gate, Tool
 
 TOOLS: Mapping[str, Tool] = {
@@ -19,6 +31,10 @@ TOOLS: Mapping[str, Tool] = {
         alembic.TOOL,
         golang_migrate.TOOL,
         atlas.TOOL,
+        dbmate.TOOL,
+        rails.TOOL,
+        goose.TOOL,
+        ef_core.TOOL,
         command.TOOL,
         custom.TOOL,
     )

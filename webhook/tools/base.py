@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from webhook.versions import Recorded
+from webhook.versions import Recorded, version_key
 
 Dialect = Literal["postgresql", "mysql", "sqlite"]
 DIALECTS: tuple[Dialect, ...] = ("postgresql", "mysql", "sqlite")
@@ -143,3 +143,18 @@ def utc(value: datetime | None) -> datetime | None:
 
 def quoted(error: Any) -> str:
     return " ".join(str(error).split())[:MAX_QUOTED]
+
+
+def version_table(table: str, column: str = "version") -> History:
+    """A table of applied versions, one per row, in the connection's default schema."""
+
+    def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
+        return (select(column, where, dialect),)
+
+    return History(location=lambda dialect: Location(None, table), queries=queries)
+
+
+def highest_version(results: Sequence[Sequence[Row]]) -> Recorded:
+    """The rows of a `version_table`: the highest version is current."""
+    versions = [str(row[0]) for row in results[0] if row[0] is not None]
+    return Recorded(True, max(versions, key=version_key, default=None))
