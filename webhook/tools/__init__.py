@@ -14,12 +14,14 @@ from webhook.tools import (
     command,
     custom,
     dbmate,
+    django,
     ef_core,
     flyway,
     golang_migrate,
     goose,
     liquibase,
     rails,
+    sql_migrate,
 )
 from webhook.tools.base import Gate, Tool
 
@@ -34,6 +36,8 @@ TOOLS: Mapping[str, Tool] = {
         dbmate.TOOL,
         rails.TOOL,
         goose.TOOL,
+        django.TOOL,
+        sql_migrate.TOOL,
         ef_core.TOOL,
         command.TOOL,
         custom.TOOL,
