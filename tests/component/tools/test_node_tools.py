@@ -1,0 +1,151 @@
+"""Real Node.js migration tools (npm, installed by the tests into a cache prefix) migrate
+PostgreSQL and MariaDB; the gate reads what each tool's own status command reports.
+
+SQLite is not tried: the Node SQLite drivers are native modules whose prebuilt binaries
+come from outside the npm registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from tests.component.gate.conftest import Scratch
+from tests.component.gate.test_sources import read, verdict
+from tests.component.tools import install
+from webhook.versions import Recorded
+
+pytestmark = pytest.mark.component
+
+SERVERS = ["postgresql", "mariadb"]
+
+
+def connection(scratch: Scratch) -> dict[str, object]:
+    parts = urlsplit(scratch.url)
+    return {
+        "host": "127.0.0.1",
+        "port": parts.port,
+        "user": parts.username,
+        "password": unquote(parts.password or ""),
+        "database": parts.path.lstrip("/"),
+    }
+
+
+def node(tool: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NODE_PATH": str(install.npm_prefix() / "node_modules")}
+    return subprocess.run(
+        [install.npm_bin(tool), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+
+
+def sleep_sql(scratch: Scratch, seconds: int) -> str:
+    return (
+        f"SELECT pg_sleep({seconds})"
+        if scratch.engine == "postgresql"
+        else f"SELECT SLEEP({seconds})"
+    )
+
+
+async def while_running(url: str, tool: str, seconds: float = 20) -> Recorded:
+    """Read until the gate sees a migration running, or the deadline passes."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = await read(url, tool)
+        if found.running or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.1)
+
+
+async def in_background(tool: str, cwd: Path, *args: str) -> asyncio.subprocess.Process:
+    env = {**os.environ, "NODE_PATH": str(install.npm_prefix() / "node_modules")}
+    return await asyncio.create_subprocess_exec(
+        install.npm_bin(tool), *args, cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+# knex -------------------------------------------------------------------------------
+
+KNEX_STEPS = {
+    "20260101_orders.js": "exports.up = k => k.raw('CREATE TABLE orders (id INT)');",
+    "20260102_invoices.js": "exports.up = k => k.raw('CREATE TABLE invoices (id INT)');",
+    "20260103_slow.js": "exports.config = { transaction: false };\n"
+    "exports.up = k => k.raw('{sleep}');",
+    "20260104_broken.js": "exports.up = k => k.raw('CREATE TABLE nonsense (');",
+}
+
+
+def knex_project(scratch: Scratch, tmp_path: Path) -> Path:
+    (tmp_path / "migrations").mkdir()
+    client = "pg" if scratch.engine == "postgresql" else "mysql2"
+    config = {"client": client, "connection": connection(scratch)}
+    (tmp_path / "knexfile.js").write_text(f"module.exports = {json.dumps(config)};\n")
+    return tmp_path
+
+
+def knex_add(project: Path, name: str, scratch: Scratch) -> None:
+    body = KNEX_STEPS[name].replace("{sleep}", sleep_sql(scratch, 3))
+    (project / "migrations" / name).write_text(body + "\nexports.down = () => {};\n")
+
+
+def knex_completed(project: Path) -> list[str]:
+    """The completed migrations `knex migrate:list` prints."""
+    done = node("knex", project, "migrate:list")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout.split("Pending", 1)[0]
+    return [line.strip() for line in out.splitlines() if line.strip().endswith(".js")]
+
+
+@pytest.mark.parametrize("scratch", SERVERS, indirect=True)
+async def test_knex_middle_head_locked_and_failed(scratch: Scratch, tmp_path: Path) -> None:
+    project = knex_project(scratch, tmp_path)
+    for name in ("20260101_orders.js", "20260102_invoices.js"):
+        knex_add(project, name, scratch)
+    assert node("knex", project, "migrate:up").returncode == 0
+    found = await read(scratch.url, "knex")
+    assert knex_completed(project) == ["20260101_orders.js"]
+    assert found.latest == "20260101_orders"
+    allowed, message = verdict("knex", "20260102_invoices", found)
+    assert not allowed
+    assert message.startswith(
+        "shop/api needs migration 20260102_invoices in orders (knex); orders records "
+        "20260101_orders (applied "
+    )
+
+    assert node("knex", project, "migrate:latest").returncode == 0
+    found = await read(scratch.url, "knex")
+    assert knex_completed(project) == ["20260101_orders.js", "20260102_invoices.js"]
+    assert verdict("knex", "20260101_orders.js,20260102_invoices", found) == (True, "")
+    assert verdict("knex", "20260102_invoices", found, "exact") == (True, "")
+
+    # A migration without a transaction holds the lock, committed, while it runs.
+    knex_add(project, "20260103_slow.js", scratch)
+    slow = await in_background("knex", project, "migrate:latest")
+    try:
+        running = await while_running(scratch.url, "knex")
+        assert running.running == ("the knex migration lock is held",)
+        assert verdict("knex", "20260102_invoices", running) == (
+            False,
+            "shop/api needs migration 20260102_invoices in orders (knex); a migration is "
+            "running on orders: the knex migration lock is held. Retry when it finishes (a "
+            "lock left behind by a migration that died must be released with the tool).",
+        )
+    finally:
+        out, err = await asyncio.wait_for(slow.communicate(), 60)
+    assert slow.returncode == 0, (out + err).decode()
+    found = await read(scratch.url, "knex")
+    assert (found.latest, found.running) == ("20260103_slow", ())
+
+    knex_add(project, "20260104_broken.js", scratch)
+    assert node("knex", project, "migrate:latest").returncode != 0
+    found = await read(scratch.url, "knex")
+    assert "20260104_broken.js" not in knex_completed(project)
+    assert (found.latest, found.problems, found.running) == ("20260103_slow", (), ())
