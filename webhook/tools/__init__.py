@@ -22,6 +22,7 @@ from webhook.tools import (
     knex,
     liquibase,
     rails,
+    sequelize,
     sql_migrate,
 )
 from webhook.tools.base import Gate, Tool
@@ -40,6 +41,7 @@ TOOLS: Mapping[str, Tool] = {
         django.TOOL,
         sql_migrate.TOOL,
         knex.TOOL,
+        sequelize.TOOL,
         ef_core.TOOL,
         command.TOOL,
         custom.TOOL,

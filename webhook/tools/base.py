@@ -158,3 +158,9 @@ def highest_version(results: Sequence[Sequence[Row]]) -> Recorded:
     """The rows of a `version_table`: the highest version is current."""
     versions = [str(row[0]) for row in results[0] if row[0] is not None]
     return Recorded(True, max(versions, key=version_key, default=None))
+
+
+def without_extension(name: str) -> str:
+    """A migration file's name as users also write it: `2026_orders.js` → `2026_orders`."""
+    stem, dot, _ = name.rpartition(".")
+    return stem if dot else name

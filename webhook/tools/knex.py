@@ -23,6 +23,7 @@ from webhook.tools.base import (
     flag,
     moment,
     select,
+    without_extension,
 )
 from webhook.versions import Recorded
 
@@ -41,11 +42,6 @@ def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
 
 def parse(results: Sequence[Sequence[Row]]) -> Recorded:
     return knex_history(results[0], results[1])
-
-
-def without_extension(name: str) -> str:
-    stem, dot, _ = name.rpartition(".")
-    return stem if dot else name
 
 
 def knex_history(rows: Sequence[Row], locks: Sequence[Row]) -> Recorded:
@@ -75,7 +71,7 @@ TOOL = Tool(
         docs=Docs(
             table="`knex_migrations`",
             recorded="every required migration name (a list with commas; the extension "
-            "optional) must be applied (`at-least`), or be the last applied (`exact`)",
+            "optional) must be applied (`at-least`), or be the last applied named without its extension (`exact`)",
             refused="`knex_migrations_lock.is_locked` (a migration is running)",
         ),
     ),

@@ -149,3 +149,72 @@ async def test_knex_middle_head_locked_and_failed(scratch: Scratch, tmp_path: Pa
     found = await read(scratch.url, "knex")
     assert "20260104_broken.js" not in knex_completed(project)
     assert (found.latest, found.problems, found.running) == ("20260103_slow", (), ())
+
+
+# sequelize ---------------------------------------------------------------------------
+
+SEQUELIZE_STEPS = {
+    "20260101-orders.js": "CREATE TABLE orders (id INT)",
+    "20260102-invoices.js": "CREATE TABLE invoices (id INT)",
+    "20260103-broken.js": "CREATE TABLE nonsense (",
+}
+
+
+def sequelize_project(scratch: Scratch, tmp_path: Path) -> Path:
+    (tmp_path / "migrations").mkdir()
+    c = connection(scratch)
+    config = {
+        "username": c["user"],
+        "password": c["password"],
+        "database": c["database"],
+        "host": c["host"],
+        "port": c["port"],
+        "dialect": "postgres" if scratch.engine == "postgresql" else "mysql",
+        "logging": False,
+    }
+    (tmp_path / "config.json").write_text(json.dumps({"test": config}))
+    for name, sql in SEQUELIZE_STEPS.items():
+        (tmp_path / "migrations" / name).write_text(
+            f"module.exports = {{ up: q => q.sequelize.query({sql!r}), down: () => {{}} }};\n"
+        )
+    return tmp_path
+
+
+def sequelize(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return node(
+        "sequelize-cli", project, *args, "--env", "test", "--config", "config.json",
+        "--migrations-path", "migrations",
+    )  # fmt: skip
+
+
+def sequelize_up(project: Path) -> list[str]:
+    """The migrations `sequelize db:migrate:status` marks up."""
+    done = sequelize(project, "db:migrate:status")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line.split()[1] for line in done.stdout.splitlines() if line.startswith("up ")]
+
+
+@pytest.mark.parametrize("scratch", SERVERS, indirect=True)
+async def test_sequelize_middle_head_and_failed(scratch: Scratch, tmp_path: Path) -> None:
+    project = sequelize_project(scratch, tmp_path)
+    done = sequelize(project, "db:migrate", "--to", "20260101-orders.js")
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = await read(scratch.url, "sequelize")
+    assert sequelize_up(project) == ["20260101-orders.js"]
+    assert verdict("sequelize", "20260102-invoices", found) == (
+        False,
+        "shop/api needs migration 20260102-invoices in orders (sequelize); orders records "
+        "20260101-orders. Run the migrations first, then re-apply.",
+    )
+
+    done = sequelize(project, "db:migrate", "--to", "20260102-invoices.js")
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = await read(scratch.url, "sequelize")
+    assert sequelize_up(project) == ["20260101-orders.js", "20260102-invoices.js"]
+    assert verdict("sequelize", "20260102-invoices", found, "exact") == (True, "")
+    assert verdict("sequelize", "20260101-orders,20260102-invoices.js", found) == (True, "")
+
+    assert sequelize(project, "db:migrate").returncode != 0
+    found = await read(scratch.url, "sequelize")
+    assert "20260103-broken.js" not in sequelize_up(project)
+    assert (found.latest, found.problems) == ("20260102-invoices", ())
