@@ -71,7 +71,8 @@ TOOL = Tool(
         docs=Docs(
             table="`knex_migrations`",
             recorded="every required migration name (a list with commas; the extension "
-            "optional) must be applied (`at-least`), or be the last applied named without its extension (`exact`)",
+            "optional) must be applied (`at-least`), or be the last applied, named "
+            "without its extension (`exact`)",
             refused="`knex_migrations_lock.is_locked` (a migration is running)",
         ),
     ),

@@ -58,7 +58,8 @@ TOOL = Tool(
         docs=Docs(
             table="`SequelizeMeta`",
             recorded="every required migration name (a list with commas; the extension "
-            "optional) must be applied (`at-least`), or be the last by name named without its extension (`exact`)",
+            "optional) must be applied (`at-least`), or be the last by name, named "
+            "without its extension (`exact`)",
             refused="nothing: Sequelize records only what it applied",
         ),
     ),
