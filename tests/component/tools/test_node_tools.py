@@ -218,3 +218,76 @@ async def test_sequelize_middle_head_and_failed(scratch: Scratch, tmp_path: Path
     found = await read(scratch.url, "sequelize")
     assert "20260103-broken.js" not in sequelize_up(project)
     assert (found.latest, found.problems) == ("20260102-invoices", ())
+
+
+# node-pg-migrate (PostgreSQL only) ----------------------------------------------------
+
+PG_MIGRATE_STEPS = {
+    "1767225600000_orders.js": "CREATE TABLE orders (id INT)",
+    "1767312000000_invoices.js": "CREATE TABLE invoices (id INT)",
+    "1767398400000_slow.js": "SELECT pg_sleep(3)",
+    "1767484800000_broken.js": "CREATE TABLE nonsense (",
+}
+
+
+def pg_migrate(project: Path, scratch: Scratch, *args: str) -> list[str]:
+    """Run node-pg-migrate; the migrations it reports running (it has no status command)."""
+    env_url = {"DATABASE_URL": scratch.url + "?sslmode=disable"}
+    done = subprocess.run(
+        [install.npm_bin("node-pg-migrate"), *args], cwd=project, capture_output=True,
+        text=True, timeout=60, check=False, env={**os.environ, **env_url},
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(done.stdout + done.stderr)
+    # Each migration it runs is announced as `### MIGRATION <name> (UP) ###`.
+    return [
+        line.split()[2] for line in done.stdout.splitlines() if line.startswith("### MIGRATION")
+    ]
+
+
+def pg_migrate_add(project: Path, name: str) -> None:
+    (project / "migrations").mkdir(exist_ok=True)
+    sql = PG_MIGRATE_STEPS[name]
+    (project / "migrations" / name).write_text(f"exports.up = pgm => {{ pgm.sql({sql!r}); }};\n")
+
+
+@pytest.mark.parametrize("scratch", ["postgresql"], indirect=True)
+async def test_node_pg_migrate_middle_head_locked_and_failed(
+    scratch: Scratch, tmp_path: Path
+) -> None:
+    for name in ("1767225600000_orders.js", "1767312000000_invoices.js"):
+        pg_migrate_add(tmp_path, name)
+    assert pg_migrate(tmp_path, scratch, "up", "1") == ["1767225600000_orders"]
+    found = await read(scratch.url, "node-pg-migrate")
+    assert found.latest == "1767225600000_orders"
+    allowed, message = verdict("node-pg-migrate", "1767312000000_invoices", found)
+    assert not allowed
+    assert message == (
+        "shop/api needs migration 1767312000000_invoices in orders (node-pg-migrate); orders "
+        f"records 1767225600000_orders (applied {found.applied_at:%Y-%m-%dT%H:%M:%S}, time "
+        "zone not recorded). Run the migrations first, then re-apply."
+    )
+    assert pg_migrate(tmp_path, scratch, "up") == ["1767312000000_invoices"]
+    found = await read(scratch.url, "node-pg-migrate")
+    assert verdict("node-pg-migrate", "1767312000000_invoices", found, "exact") == (True, "")
+
+    pg_migrate_add(tmp_path, "1767398400000_slow.js")
+    env = {**os.environ, "DATABASE_URL": scratch.url + "?sslmode=disable"}
+    slow = await asyncio.create_subprocess_exec(
+        install.npm_bin("node-pg-migrate"), "up", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        running = await while_running(scratch.url, "node-pg-migrate")
+        assert running.running == ("the node-pg-migrate advisory lock is held",)
+    finally:
+        out, err = await asyncio.wait_for(slow.communicate(), 60)
+    assert slow.returncode == 0, (out + err).decode()
+    found = await read(scratch.url, "node-pg-migrate")
+    assert (found.latest, found.running) == ("1767398400000_slow", ())
+
+    pg_migrate_add(tmp_path, "1767484800000_broken.js")
+    with pytest.raises(AssertionError):
+        pg_migrate(tmp_path, scratch, "up")
+    found = await read(scratch.url, "node-pg-migrate")
+    assert (found.latest, found.problems, found.running) == ("1767398400000_slow", (), ())
