@@ -25,6 +25,7 @@ from webhook.tools import (
     rails,
     sequelize,
     sql_migrate,
+    typeorm,
 )
 from webhook.tools.base import Gate, Tool
 
@@ -44,6 +45,7 @@ TOOLS: Mapping[str, Tool] = {
         knex.TOOL,
         sequelize.TOOL,
         node_pg_migrate.TOOL,
+        typeorm.TOOL,
         ef_core.TOOL,
         command.TOOL,
         custom.TOOL,

@@ -291,3 +291,73 @@ async def test_node_pg_migrate_middle_head_locked_and_failed(
         pg_migrate(tmp_path, scratch, "up")
     found = await read(scratch.url, "node-pg-migrate")
     assert (found.latest, found.problems, found.running) == ("1767398400000_slow", (), ())
+
+
+# typeorm -----------------------------------------------------------------------------
+
+TYPEORM_STEPS = {
+    "CreateOrders1767225600000": "CREATE TABLE orders (id INT)",
+    "CreateInvoices1767312000000": "CREATE TABLE invoices (id INT)",
+    "Broken1767398400000": "CREATE TABLE nonsense (",
+}
+
+
+def typeorm_project(scratch: Scratch, tmp_path: Path) -> Path:
+    (tmp_path / "migrations").mkdir()
+    c = connection(scratch)
+    options = {
+        "type": "postgres" if scratch.engine == "postgresql" else "mysql",
+        "host": c["host"],
+        "port": c["port"],
+        "username": c["user"],
+        "password": c["password"],
+        "database": c["database"],
+    }
+    (tmp_path / "data-source.js").write_text(
+        'const { DataSource } = require("typeorm");\n'
+        f"module.exports = new DataSource({{ ...{json.dumps(options)}, "
+        'migrations: [__dirname + "/migrations/*.js"] });\n'
+    )
+    return tmp_path
+
+
+def typeorm_add(project: Path, name: str) -> None:
+    sql = TYPEORM_STEPS[name]
+    (project / "migrations" / f"{name}.js").write_text(
+        f"module.exports = class {name} {{\n  name = {name!r};\n"
+        f"  async up(q) {{ await q.query({sql!r}); }}\n  async down() {{}}\n}};\n"
+    )
+
+
+def typeorm_applied(project: Path) -> list[str]:
+    """The migrations `typeorm migration:show` marks [X]."""
+    done = node("typeorm", project, "migration:show", "-d", "data-source.js")
+    lines = done.stdout.splitlines()
+    return [line.split()[-1] for line in lines if line.strip().startswith("[X]")]
+
+
+@pytest.mark.parametrize("scratch", SERVERS, indirect=True)
+async def test_typeorm_middle_head_and_failed(scratch: Scratch, tmp_path: Path) -> None:
+    project = typeorm_project(scratch, tmp_path)
+    typeorm_add(project, "CreateOrders1767225600000")
+    done = node("typeorm", project, "migration:run", "-d", "data-source.js")
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = await read(scratch.url, "typeorm")
+    assert typeorm_applied(project) == ["CreateOrders1767225600000"]
+    assert verdict("typeorm", "CreateInvoices1767312000000", found) == (
+        False,
+        "shop/api needs migration CreateInvoices1767312000000 in orders (typeorm); orders "
+        "records CreateOrders1767225600000. Run the migrations first, then re-apply.",
+    )
+
+    typeorm_add(project, "CreateInvoices1767312000000")
+    assert node("typeorm", project, "migration:run", "-d", "data-source.js").returncode == 0
+    found = await read(scratch.url, "typeorm")
+    assert typeorm_applied(project) == ["CreateOrders1767225600000", "CreateInvoices1767312000000"]
+    assert verdict("typeorm", "CreateInvoices1767312000000", found, "exact") == (True, "")
+
+    typeorm_add(project, "Broken1767398400000")
+    assert node("typeorm", project, "migration:run", "-d", "data-source.js").returncode != 0
+    found = await read(scratch.url, "typeorm")
+    assert "Broken1767398400000" not in typeorm_applied(project)
+    assert (found.latest, found.problems) == ("CreateInvoices1767312000000", ())
