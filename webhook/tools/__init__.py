@@ -24,6 +24,7 @@ from webhook.tools import (
     node_pg_migrate,
     rails,
     sequelize,
+    sqitch,
     sql_migrate,
     typeorm,
 )
@@ -38,6 +39,7 @@ TOOLS: Mapping[str, Tool] = {
         golang_migrate.TOOL,
         atlas.TOOL,
         dbmate.TOOL,
+        sqitch.TOOL,
         rails.TOOL,
         goose.TOOL,
         django.TOOL,

@@ -27,6 +27,13 @@ Comparison = Literal["ordered", "names", "graph"]
 MAX_QUOTED = 200
 
 
+def quoted_name(name: str, dialect: Dialect) -> str:
+    """An identifier quoted for `dialect`: for mixed case, and for reserved words
+    (sqitch's `change` column on MySQL)."""
+    quote = "`" if dialect == "mysql" else '"'
+    return quote + name.replace(quote, quote * 2) + quote
+
+
 @dataclass(frozen=True)
 class Location:
     """The tool's table, and the schema it lives in (None: the connection's default)."""
@@ -35,9 +42,8 @@ class Location:
     table: str
 
     def sql(self, dialect: Dialect) -> str:
-        quote = "`" if dialect == "mysql" else '"'
         names = (self.schema, self.table) if self.schema else (self.table,)
-        return ".".join(quote + name.replace(quote, quote * 2) + quote for name in names)
+        return ".".join(quoted_name(name, dialect) for name in names)
 
     def beside(self, table: str) -> Location:
         """Another table of the tool, in the same schema."""

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import Dialect, Docs, Gate, History, Location, Row, Tool, select
+from webhook.tools.base import (
+    Dialect,
+    Docs,
+    Gate,
+    History,
+    Location,
+    Row,
+    Tool,
+    quoted_name,
+    select,
+)
 from webhook.versions import Recorded
 
 
@@ -20,7 +30,7 @@ def location(dialect: Dialect) -> Location:
 
 
 def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-    return (select('"MigrationId"' if dialect != "mysql" else "MigrationId", where, dialect),)
+    return (select(quoted_name("MigrationId", dialect), where, dialect),)
 
 
 def parse(results: Sequence[Sequence[Row]]) -> Recorded:

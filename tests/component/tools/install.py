@@ -12,6 +12,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "schemagate" / "tools"
@@ -71,21 +72,33 @@ def dbmate() -> str:
 
 def apt_binary(binary: str, package: str) -> str:
     """`binary` from PATH, installing the Debian `package` first when it is missing."""
+    apt_install(package, lambda: shutil.which(binary) is not None)
     found = shutil.which(binary)
-    if found is not None:
-        return found
-    if os.geteuid() != 0:
-        raise RuntimeError(f"{binary} not found: install the Debian package {package} (as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
-    ):
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-        if argv[1] == "install" and done.returncode == 0:
-            break
-    found = shutil.which(binary)
-    if found is None:
-        raise RuntimeError(f"apt-get install {package} did not provide {binary}:\n{done.stderr}")
+    assert found is not None
     return found
+
+
+def apt_perl_module(module: str, package: str) -> None:
+    """The Perl `module` (a DBI driver sqitch needs), from the Debian `package`."""
+
+    def present() -> bool:
+        done = subprocess.run(["perl", f"-M{module}", "-e1"], capture_output=True, check=False)
+        return done.returncode == 0
+
+    apt_install(package, present)
+
+
+def apt_install(package: str, present: Callable[[], bool]) -> None:
+    if present():
+        return
+    if os.geteuid() != 0:
+        raise RuntimeError(f"install the Debian package {package} (as root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
+    done = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        # The package lists may be missing or stale on a fresh machine: refresh once.
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, check=False)
+        done = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0 or not present():
+        raise RuntimeError(f"apt-get install {package} failed:\n{done.stdout}{done.stderr}")
