@@ -1,5 +1,7 @@
-"""Tools no registry ships here (Rails, goose, EF Core): their history tables built with
-the DDL and the rows each tool's own source writes, on every engine, read by the gate.
+"""Tools no registry ships here (Rails, goose, EF Core; and Prisma, whose npm package
+downloads its schema engine from outside the registry at install): their history tables
+built with the DDL and the rows each tool's own source writes, on every engine, read by
+the gate.
 
 Sources:
 - rails: rails/rails activerecord/lib/active_record/schema_migration.rb at 063db854,
@@ -13,9 +15,16 @@ Sources:
   089f0a6e, line 35 (`DefaultTableName`), `ConfigureTable` (MigrationId max 150, the key;
   ProductVersion max 32, required) and `GetInsertScript`, as the Npgsql, Pomelo MySQL and
   SQLite providers render them.
+- prisma: prisma/prisma-engines schema-engine/connectors/sql-schema-connector/src/flavour/
+  postgres.rs, mysql.rs, sqlite.rs (`create_migrations_table`, and `acquire_lock`:
+  `pg_advisory_lock(72707369)`), and sql_migration_persistence.rs for the rows
+  (`record_migration_started`, `record_successful_step`, `record_migration_finished`,
+  `record_failed_step`, `mark_migration_rolled_back_by_id`).
 """
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 
@@ -24,6 +33,7 @@ from tests.component.gate.test_sources import read, verdict
 
 pytestmark = pytest.mark.component
 
+ON, ON2 = "2026-11-20 10:00:00", "2026-11-21 10:00:00"
 RAILS = {
     "postgresql": 'CREATE TABLE "schema_migrations" ("version" character varying NOT NULL '
     "PRIMARY KEY)",
@@ -119,3 +129,88 @@ async def test_ef_core_migration_ids_and_names(scratch: Scratch) -> None:
         "shop/api needs migration AddRefunds in orders (ef-core); orders records "
         "20260102120000_AddInvoices. Run the migrations first, then re-apply.",
     )
+
+
+PRISMA = {
+    "postgresql": "CREATE TABLE _prisma_migrations (id VARCHAR(36) PRIMARY KEY NOT NULL, "
+    "checksum VARCHAR(64) NOT NULL, finished_at TIMESTAMPTZ, migration_name VARCHAR(255) "
+    "NOT NULL, logs TEXT, rolled_back_at TIMESTAMPTZ, started_at TIMESTAMPTZ NOT NULL "
+    "DEFAULT now(), applied_steps_count INTEGER NOT NULL DEFAULT 0)",
+    "mysql": "CREATE TABLE _prisma_migrations (id VARCHAR(36) PRIMARY KEY NOT NULL, "
+    "checksum VARCHAR(64) NOT NULL, finished_at DATETIME(3), migration_name VARCHAR(255) "
+    "NOT NULL, logs TEXT, rolled_back_at DATETIME(3), started_at DATETIME(3) NOT NULL "
+    "DEFAULT CURRENT_TIMESTAMP(3), applied_steps_count INTEGER UNSIGNED NOT NULL DEFAULT 0) "
+    "DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+    "sqlite": 'CREATE TABLE "_prisma_migrations" ("id" TEXT PRIMARY KEY NOT NULL, '
+    '"checksum" TEXT NOT NULL, "finished_at" DATETIME, "migration_name" TEXT NOT NULL, '
+    '"logs" TEXT, "rolled_back_at" DATETIME, "started_at" DATETIME NOT NULL DEFAULT '
+    'current_timestamp, "applied_steps_count" INTEGER UNSIGNED NOT NULL DEFAULT 0)',
+}
+
+
+def prisma_started(scratch: Scratch, name: str, at: str) -> str:
+    row_id = str(uuid.uuid4())
+    scratch.run(
+        "INSERT INTO _prisma_migrations (id, checksum, started_at, migration_name, "
+        f"applied_steps_count) VALUES ('{row_id}', 'c0ffee', '{at}', '{name}', 0)"
+    )
+    return row_id
+
+
+def prisma_finished(scratch: Scratch, row_id: str, at: str) -> None:
+    scratch.run(
+        "UPDATE _prisma_migrations SET applied_steps_count = applied_steps_count + 1, "
+        f"finished_at = '{at}' WHERE id = '{row_id}'"
+    )
+
+
+async def test_prisma_finished_failed_rolled_back_and_locked(scratch: Scratch) -> None:
+    scratch.run(PRISMA[scratch.dialect])
+    prisma_finished(scratch, prisma_started(scratch, "20260101_init", ON), ON)
+    found = await read(scratch.url, "prisma")
+    assert (found.latest, found.problems) == ("20260101_init", ())
+    assert verdict("prisma", "20260101_init", found, "exact") == (True, "")
+
+    # `migrate deploy` fails: the row keeps finished_at NULL and the error in logs.
+    failed = prisma_started(scratch, "20260102_invoices", ON)
+    scratch.run(
+        "UPDATE _prisma_migrations SET logs = 'db error: relation \"x\" already exists' "
+        f"WHERE id = '{failed}'"
+    )
+    found = await read(scratch.url, "prisma")
+    assert "20260102_invoices" not in found.present
+    # TIMESTAMPTZ carries the zone; MySQL's DATETIME(3) and SQLite's text do not.
+    zone = "Z" if scratch.dialect == "postgresql" else ", time zone not recorded"
+    at = f"2026-11-20T10:00:00{zone}"
+    assert verdict("prisma", "20260101_init", found) == (
+        False,
+        "shop/api needs migration 20260101_init in orders (prisma); orders records a problem: "
+        f"migration 20260102_invoices started at {at} and did not finish: db error: relation "
+        '"x" already exists. Repair the migration history, then re-apply.',
+    )
+
+    # `migrate resolve --rolled-back`, then a deploy that succeeds.
+    scratch.run(f"UPDATE _prisma_migrations SET rolled_back_at = '{ON}' WHERE id = '{failed}'")
+    prisma_finished(scratch, prisma_started(scratch, "20260102_invoices", ON2), ON2)
+    found = await read(scratch.url, "prisma")
+    assert (found.latest, found.problems) == ("20260102_invoices", ())
+    assert verdict("prisma", "20260101_init,20260102_invoices", found) == (True, "")
+
+    if scratch.dialect == "postgresql":
+        # A deploy in progress: Migrate holds its advisory lock on its own session.
+        started = prisma_started(scratch, "20260103_refunds", ON2)
+        holder = scratch.connect()
+        try:
+            holder.execute("SELECT pg_advisory_lock(72707369)")
+            found = await read(scratch.url, "prisma")
+            assert (found.problems, found.running) == (
+                (),
+                (
+                    "migration 20260103_refunds started at 2026-11-21T10:00:00Z (Prisma "
+                    "Migrate holds its lock)",
+                ),
+            )
+        finally:
+            holder.close()
+        prisma_finished(scratch, started, ON2)
+        assert (await read(scratch.url, "prisma")).latest == "20260103_refunds"
