@@ -131,3 +131,19 @@ def test_custom_rows_are_version_and_state() -> None:
     assert custom_history([("1",)]).problems == (
         "the custom query returned 1 columns, not (version, state)",
     )
+
+
+def test_the_registry_names_exactly_these_tools() -> None:
+    # Messages list the tools in this order (tests elsewhere build them from the registry).
+    assert INJECT_TOOLS == (
+        "flyway", "liquibase", "alembic", "golang-migrate", "atlas", "dbmate", "sqitch",
+        "sql-migrate", "django", "rails", "prisma", "knex", "node-pg-migrate", "sequelize",
+        "typeorm", "goose", "ef-core", "command",
+    )  # fmt: skip
+    assert (*INJECT_TOOLS[:-1], "custom") == GATE_TOOLS
+
+
+def test_readme_names_the_tools_that_take_no_lock() -> None:
+    names = [name for name, tool in TOOLS.items() if not tool.locks]
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert f"Some tools take no lock ({', '.join(names[:-1])} and {names[-1]})" in text

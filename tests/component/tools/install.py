@@ -38,9 +38,7 @@ def npm_prefix() -> Path:
     with (prefix / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not marker.exists() or marker.read_text() != wanted:
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError("npm not found: install the Debian package npm")
+            npm = apt_binary("npm", "npm")
             done = subprocess.run(
                 [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), *NPM_PACKAGES],
                 capture_output=True,

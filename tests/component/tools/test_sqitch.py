@@ -40,6 +40,8 @@ class Project:
     def __init__(self, scratch: Scratch, root: Path) -> None:
         install.apt_binary("sqitch", "sqitch")
         install.apt_perl_module(*DRIVERS[scratch.engine])
+        if scratch.engine == "sqlite":
+            install.apt_binary("sqlite3", "sqlite3")  # sqitch runs its scripts with it
         self.scratch, self.root = scratch, root
         self.registry = f"sqitch_{scratch.name}" if scratch.engine == "mariadb" else "sqitch"
         user = root / "user.conf"
