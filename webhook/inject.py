@@ -77,12 +77,7 @@ def build_container(obj: Mapping[str, Any], spec: InjectSpec, config: Config) ->
         raise Invalid("the pod template has no containers to borrow an image and environment from")
     app = _app_container(containers, spec.container)
     override = config.tool_overrides.get(spec.tool)
-    image = (
-        spec.image
-        or (override.image if override else None)
-        or TOOLS[spec.tool].image
-        or app.get("image")
-    )
+    image = spec.image or (override.image if override else None) or app.get("image")
     if not isinstance(image, str) or not image:
         raise Invalid(f"container {app.get('name')!r} has no image; set annotation {IMAGE}")
     command = spec.command or (override.command if override else None) or PRESETS[spec.tool]

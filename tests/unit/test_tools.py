@@ -38,12 +38,11 @@ def test_readme_table_of_recorded_versions_is_the_registry() -> None:
 def test_readme_table_of_presets_is_the_registry() -> None:
     rows = _readme_rows("## Inject mode")
     assert list(rows) == list(INJECT_TOOLS)
-    for name, (preset,) in rows.items():
-        command = TOOLS[name].command
-        shown = (
-            f"`{' '.join(command)}`" if command else "none: `schemagate.dev/command` is required"
-        )
-        assert preset == shown, name
+    for name, (preset, image) in rows.items():
+        tool = TOOLS[name]
+        none = "none: `schemagate.dev/command` is required"
+        assert preset == (f"`{' '.join(tool.command)}`" if tool.command else none), name
+        assert image == (f"`{tool.image}`" if tool.image else "none"), name
 
 
 def test_readme_lists_every_tool_where_a_tool_is_named() -> None:

@@ -83,7 +83,7 @@ TOOL = Tool(
         "--url",
         "$(DATABASE_URL)",
     ),
-    image=None,
+    image="arigaio/atlas",
     locks=True,
     gate=Gate(
         compare="ordered",

@@ -89,8 +89,8 @@ class Tool:
     name: str
     # The preset command of inject mode; None: the Deployment must give one.
     command: tuple[str, ...] | None
-    # A well-known image, used when neither the Deployment nor the config names one
-    # (None: the app container's image, the seed pattern).
+    # The tool's well-known image, for the docs: inject mode still defaults to the app
+    # container's image (the seed pattern: migrations ship inside the app image).
     image: str | None
     # False for tools that run migrations without a lock: several replicas would race.
     locks: bool

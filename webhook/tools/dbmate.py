@@ -15,7 +15,7 @@ TOOL = Tool(
     name="dbmate",
     # dbmate reads DATABASE_URL and ./db/migrations (under the container's workingDir).
     command=("dbmate", "--no-dump-schema", "migrate"),
-    image=None,
+    image="ghcr.io/amacneil/dbmate",
     locks=False,
     gate=Gate(
         compare="ordered",

@@ -73,7 +73,7 @@ def flyway_history(rows: Sequence[Row]) -> Recorded:
 TOOL = Tool(
     name="flyway",
     command=("flyway", "migrate"),
-    image=None,
+    image="flyway/flyway",
     locks=True,
     gate=Gate(
         compare="ordered",

@@ -37,7 +37,7 @@ def golang_migrate_history(rows: Sequence[Row]) -> Recorded:
 TOOL = Tool(
     name="golang-migrate",
     command=("migrate", "-path", "/migrations", "-database", "$(DATABASE_URL)", "up"),
-    image=None,
+    image="migrate/migrate",
     locks=True,
     gate=Gate(
         compare="ordered",

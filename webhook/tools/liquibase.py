@@ -69,7 +69,7 @@ def liquibase_history(changes: Sequence[Row], locks: Sequence[Row]) -> Recorded:
 TOOL = Tool(
     name="liquibase",
     command=("liquibase", "update"),
-    image=None,
+    image="liquibase/liquibase",
     locks=True,
     gate=Gate(
         compare="names",

@@ -64,8 +64,9 @@ def parse(results: Sequence[Sequence[Row]]) -> Recorded:
 
 TOOL = Tool(
     name="sqitch",
-    command=("sqitch", "deploy", "$(DATABASE_URL)"),
-    image=None,
+    # The target comes from sqitch.conf or SQITCH_TARGET (a db: URI) in the app's env.
+    command=("sqitch", "deploy"),
+    image="sqitch/sqitch",
     locks=True,
     gate=Gate(
         compare="names",
