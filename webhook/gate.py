@@ -81,6 +81,11 @@ def plan_gate(request: AdmissionRequest, spec: GateSpec, config: Config) -> Gate
     match: Match = spec.match or tool.matches[0]
     if match not in tool.matches:
         raise Invalid(_only_match(db.tool, tool.compare, tool.matches[0]))
+    if tool.compare != "ordered" and not required_names(spec.required):
+        raise Invalid(
+            f"annotation {SCHEMA_VERSION}: {spec.required!r} names nothing; expected one "
+            "name, or several separated by commas"
+        )
     if tool.compare == "ordered" and not is_version(spec.required):
         raise Invalid(
             f"annotation {SCHEMA_VERSION}: {spec.required!r} is not a {db.tool} version; "

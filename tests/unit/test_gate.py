@@ -236,6 +236,18 @@ def test_unreachable_open_allows_with_a_warning() -> None:
             "so only exact is possible (each revision required must be a head)",
         ),
         (
+            _gated(",,"),
+            "django",
+            "shop/api: annotation schemagate.dev/schema-version: ',,' names nothing; expected "
+            "one name, or several separated by commas",
+        ),
+        (
+            _gated("shop.0001_initial", "exact"),
+            "django",
+            "shop/api: annotation schemagate.dev/version-match: django records no single "
+            "version, so only at-least is possible (every name required must be applied)",
+        ),
+        (
             deployment(mode="gate"),
             "flyway",
             "shop/api: annotation schemagate.dev/database: required (the name of a database in the "
