@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.server import ROOT
 from webhook.config import ConfigError, parse_config
@@ -146,3 +147,12 @@ def test_readme_names_the_tools_that_take_no_lock() -> None:
     names = [name for name, tool in TOOLS.items() if not tool.locks]
     text = " ".join((ROOT / "README.md").read_text().split())
     assert f"Some tools take no lock ({', '.join(names[:-1])} and {names[-1]})" in text
+
+
+def test_readme_configuration_example_loads() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Configuration\n", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(yaml.safe_load(example))
+    assert config.databases["orders"].tool == "flyway"
+    assert config.databases["releases"].query == "SELECT version, state FROM deploy.releases"
