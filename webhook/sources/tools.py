@@ -8,7 +8,7 @@ side table (a lock table the tool creates lazily) reads as empty.
 from __future__ import annotations
 
 from webhook.sources.engines import Engine
-from webhook.sources.errors import TableMissing
+from webhook.sources.errors import SourceError, TableMissing
 from webhook.tools.base import Gate, Row
 from webhook.versions import Recorded
 
@@ -25,4 +25,9 @@ async def read(tool: Gate, engine: Engine, queries: tuple[str, ...]) -> Recorded
             results.append(await engine.query(sql))
         except TableMissing:
             results.append([])
-    return tool.parse(results)
+    try:
+        return tool.parse(results)
+    except (ValueError, TypeError, IndexError) as exc:
+        # Rows the tool never writes (a hand-edited table, another tool's table of the
+        # same name): the gate cannot read a version, so it is a failed read, not a crash.
+        raise SourceError(f"its table holds rows the tool does not write ({exc})"[:300]) from None

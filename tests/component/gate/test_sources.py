@@ -3,6 +3,7 @@ SQLite, and the denial a person sees for each."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from tests.component.gate import ddl
 from tests.component.gate.conftest import Scratch, lookups_for
 from webhook.config import parse_config
 from webhook.contract import Match
-from webhook.gate import GateCheck, decide_gate
+from webhook.gate import GateCheck, Unreachable, decide_gate
 from webhook.tools import GATE_TOOLS
 from webhook.versions import Recorded
 
@@ -259,4 +260,24 @@ async def test_atlas_current_follows_its_text_order(scratch: Scratch) -> None:
         False,
         "shop/api needs schema orders >= 10 (atlas); orders records 9 (applied "
         "2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+    )
+
+
+async def test_rows_the_tool_never_writes_are_a_failed_read_not_a_crash(tmp_path: Any) -> None:
+    # SQLite takes any value in any column: a version golang-migrate could never write.
+    path = tmp_path / "odd.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE schema_migrations (version bigint, dirty boolean);"
+        "INSERT INTO schema_migrations VALUES ('v7', 0);"
+    )
+    conn.close()
+    lookups = lookups_for(f"sqlite://{path}", "golang-migrate")
+    try:
+        fetched = await lookups.get("orders", 0)
+    finally:
+        lookups.close()
+    assert fetched.found == Unreachable(
+        "its table holds rows the tool does not write (invalid literal for int() with base 10: "
+        "'v7')"
     )
