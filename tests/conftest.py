@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from certs.files import issue_to_dir
-from tests.component.gate.servers import PostgresServer
+from tests.component.gate.servers import MariaDBServer, PostgresServer
 from tests.support import summary
 
 # Seconds spent per tier (tests/<tier>/...): setup, call and teardown, session fixtures
@@ -73,6 +73,18 @@ def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer()
     try:
         server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """One throwaway MariaDB for the whole run, with the account the webhook uses."""
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
+    try:
+        server.start()
+        server.add_user()
         yield server
     finally:
         server.close()

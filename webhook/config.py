@@ -6,6 +6,7 @@ values that are allowed, so a bad ConfigMap fails the rollout with a one-line re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +14,11 @@ from typing import Any, Literal
 
 import yaml
 
-GATE_TOOLS = ("flyway", "liquibase", "alembic", "golang-migrate", "atlas")
-INJECT_TOOLS = (*GATE_TOOLS, "command")
+from webhook.tools import GATE_TOOLS, INJECT_TOOLS, gate_of
+
 URL_KEYS = ("url", "url_env", "url_file")
 URL_SCHEMES = ("postgresql://", "postgres://", "mysql://", "sqlite:///")
+MAX_QUERY_CHARS = 4096
 
 UrlKind = Literal["url", "url_env", "url_file"]
 Policy = Literal["closed", "open"]
@@ -35,6 +37,7 @@ class DatabaseConfig:
     namespaces: frozenset[str]
     schema: str | None = None
     table: str | None = None
+    query: str | None = None  # tool custom: the operator's own read-only query
 
     def allows(self, namespace: str) -> bool:
         return "*" in self.namespaces or namespace in self.namespaces
@@ -97,7 +100,7 @@ def parse_config(data: object) -> Config:
 def _database(name: str, spec: object) -> DatabaseConfig:
     where = f"databases.{name}"
     body = _mapping(spec, where)
-    _only(body, (*URL_KEYS, "tool", "namespaces", "schema", "table"), where + ".")
+    _only(body, (*URL_KEYS, "tool", "namespaces", "schema", "table", "query"), where + ".")
     given = [key for key in URL_KEYS if key in body]
     if len(given) != 1:
         raise ConfigError(
@@ -121,7 +124,31 @@ def _database(name: str, spec: object) -> DatabaseConfig:
     allowed = frozenset(_text(ns, f"{where}.namespaces") for ns in namespaces)
     schema = _optional_identifier(body.get("schema"), f"{where}.schema")
     table = _optional_identifier(body.get("table"), f"{where}.table")
-    return DatabaseConfig(name, kind, value, str(tool), allowed, schema, table)
+    query = None
+    if gate_of(str(tool)).history is None:
+        query = _query(body.get("query"), f"{where}.query", str(tool))
+        if schema or table:
+            raise ConfigError(
+                f"{where}: schema and table do not apply to tool {tool}; "
+                "the query names its own tables"
+            )
+    elif "query" in body:
+        raise ConfigError(f"{where}.query: only tool custom takes a query; {tool} has its own")
+    return DatabaseConfig(name, kind, value, str(tool), allowed, schema, table, query)
+
+
+def _query(value: object, where: str, tool: str) -> str:
+    """One read-only statement returning (version, state); the sessions are read-only too."""
+    if value is None:
+        raise ConfigError(f"{where}: required for tool {tool} (a SELECT returning version, state)")
+    text = _text(value, where).strip().removesuffix(";").strip()
+    if len(text) > MAX_QUERY_CHARS:
+        raise ConfigError(f"{where}: {len(text)} characters exceeds {MAX_QUERY_CHARS}")
+    if not re.match(r"(?i)(select|with)\b", text):
+        raise ConfigError(f"{where}: must be one SELECT (or WITH ... SELECT) statement")
+    if ";" in text or "\x00" in text:
+        raise ConfigError(f"{where}: must be a single statement (no ';' inside)")
+    return text
 
 
 def _override(tool: str, spec: object) -> ToolOverride:

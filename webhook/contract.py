@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
-from webhook.config import GATE_TOOLS, INJECT_TOOLS
 from webhook.review import show
+from webhook.tools import GATE_TOOLS, INJECT_TOOLS
+from webhook.tools.base import Match as Match  # re-exported: the contract's vocabulary
 
 PREFIX = "schemagate.dev/"
 LABEL = PREFIX + "migrate"
@@ -28,15 +29,13 @@ DATABASE = PREFIX + "database"
 SCHEMA_VERSION = PREFIX + "schema-version"
 VERSION_MATCH = PREFIX + "version-match"
 ANNOTATIONS = (TOOL, CONTAINER, IMAGE, COMMAND, DATABASE, SCHEMA_VERSION, VERSION_MATCH)
-MATCHES = ("at-least", "exact")
+MATCHES: tuple[Match, ...] = ("at-least", "exact")
 
 # Bounds on what a Deployment may hand us: generous for real use, small enough that a
 # hostile value is refused before it costs anything.
 MAX_VALUE_CHARS = 256
 MAX_COMMAND_CHARS = 16 * 1024
 MAX_COMMAND_ARGS = 256
-
-Match = Literal["at-least", "exact"]
 
 
 class Invalid(ValueError):
@@ -56,6 +55,7 @@ class GateSpec:
     database: str
     required: str
     match: Match | None  # None: the tool's default (at-least where versions are ordered)
+    tool: str | None = None  # when named, it must be the database's configured tool
 
 
 def labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -111,9 +111,8 @@ def parse_gate(annots: Mapping[str, Any]) -> GateSpec:
     match: Match | None = None
     if VERSION_MATCH in annots:
         match = _choice(annots, VERSION_MATCH, MATCHES)  # type: ignore[assignment]
-    if TOOL in annots:
-        _choice(annots, TOOL, GATE_TOOLS)
-    return GateSpec(database, required, match)
+    tool = _choice(annots, TOOL, GATE_TOOLS) if TOOL in annots else None
+    return GateSpec(database, required, match, tool)
 
 
 def _meta_map(obj: Mapping[str, Any] | None, key: str) -> Mapping[str, Any]:

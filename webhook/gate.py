@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from webhook.config import Config, DatabaseConfig
-from webhook.contract import DATABASE, SCHEMA_VERSION, VERSION_MATCH, GateSpec, Invalid, Match
+from webhook.contract import (
+    DATABASE,
+    SCHEMA_VERSION,
+    TOOL,
+    VERSION_MATCH,
+    GateSpec,
+    Invalid,
+    Match,
+)
 from webhook.review import AdmissionRequest, AdmissionResponse, allowed, denied
+from webhook.tools import gate_of
+from webhook.tools.base import iso
 from webhook.versions import Recorded, is_version, version_key
 
-ORDERED_TOOLS = frozenset(("flyway", "golang-migrate", "atlas"))
 NEXT_STEP = "Run the migrations first, then re-apply."
 
 
@@ -64,19 +72,38 @@ def plan_gate(request: AdmissionRequest, spec: GateSpec, config: Config) -> Gate
             f"namespace {request.namespace!r} may not gate on database {db.name!r}; "
             "ask the webhook's operators to add it to the database's namespaces"
         )
-    ordered = db.tool in ORDERED_TOOLS
-    match: Match = spec.match or ("at-least" if ordered or db.tool == "liquibase" else "exact")
-    if db.tool == "alembic" and match != "exact":
+    if spec.tool is not None and spec.tool != db.tool:
         raise Invalid(
-            f"annotation {VERSION_MATCH}: alembic revisions are not ordered, so only "
-            "exact is possible (the single head must equal the revision)"
+            f"annotation {TOOL}: {spec.tool!r} does not match database {db.name!r}, which "
+            f"the webhook reads as {db.tool}; fix the annotation or remove it"
         )
-    if ordered and not is_version(spec.required):
+    tool = gate_of(db.tool)
+    match: Match = spec.match or tool.matches[0]
+    if match not in tool.matches:
+        raise Invalid(_only_match(db.tool, tool.compare, tool.matches[0]))
+    if tool.compare != "ordered" and not required_names(spec.required):
+        raise Invalid(
+            f"annotation {SCHEMA_VERSION}: {spec.required!r} names nothing; expected one "
+            "name, or several separated by commas"
+        )
+    if tool.compare == "ordered" and not is_version(spec.required):
         raise Invalid(
             f"annotation {SCHEMA_VERSION}: {spec.required!r} is not a {db.tool} version; "
             "expected dotted numbers such as 42 or 1.10"
         )
     return GateCheck(request.ref, db, spec.required, match)
+
+
+def _only_match(tool: str, compare: str, match: Match) -> str:
+    if compare == "graph":
+        return (
+            f"annotation {VERSION_MATCH}: {tool} revisions are not ordered, so only "
+            "exact is possible (each revision required must be a head)"
+        )
+    return (
+        f"annotation {VERSION_MATCH}: {tool} records no single version, so only {match} "
+        "is possible (every name required must be applied)"
+    )
 
 
 def decide_gate(
@@ -100,49 +127,58 @@ def decide_gate(
             f"{need}; {name} records a problem: {'; '.join(found.problems)}. "
             "Repair the migration history, then re-apply."
         )
+    if found.running:
+        return denied(
+            f"{need}; a migration is running on {name}: {'; '.join(found.running)}. "
+            "Retry when it finishes (a lock left behind by a migration that died must be "
+            "released with the tool)."
+        )
     if satisfied(check, found):
         return allowed()
     return denied(f"{need}; {name} records {_recorded(check, found)}. {NEXT_STEP}")
 
 
+def required_names(required: str) -> tuple[str, ...]:
+    """The names a requirement lists (`a,b`), for tools that are not ordered."""
+    return tuple(part.strip() for part in required.split(",") if part.strip())
+
+
 def satisfied(check: GateCheck, found: Recorded) -> bool:
-    tool, required = check.db.tool, check.required
-    if tool == "liquibase" and check.match == "at-least":
-        return required in found.present
+    tool, required = gate_of(check.db.tool), check.required
+    if tool.compare == "graph":
+        return set(required_names(required)) <= set(found.heads)
+    if tool.compare == "names" and check.match == "at-least":
+        return set(required_names(required)) <= found.present
     if found.latest is None:
         return False
-    if tool in ORDERED_TOOLS:
+    if tool.compare == "ordered":
         have, need = version_key(found.latest), version_key(required)
         return have >= need if check.match == "at-least" else have == need
     return found.latest == required
 
 
 def _requirement(check: GateCheck) -> str:
-    tool, name = check.db.tool, check.db.name
-    if tool == "liquibase" and check.match == "at-least":
-        return f"tag or changeset {check.required} in {name} ({tool})"
+    tool, name = gate_of(check.db.tool), check.db.name
+    if tool.compare == "names" and check.match == "at-least":
+        return f"{tool.wanted} {check.required} in {name} ({check.db.tool})"
     op = ">=" if check.match == "at-least" else "=="
-    return f"schema {name} {op} {check.required} ({tool})"
+    return f"schema {name} {op} {check.required} ({check.db.tool})"
 
 
 def _recorded(check: GateCheck, found: Recorded) -> str:
-    if check.db.tool == "alembic" and found.heads:
-        what = f"head {found.heads[0]}"
+    tool = gate_of(check.db.tool)
+    if tool.compare == "graph":
+        heads = ", ".join(found.heads)
+        what = f"{tool.current}s {heads}" if len(found.heads) > 1 else f"{tool.current} {heads}"
+        if not found.heads:
+            what = "no applied version"
     elif found.latest is None:
-        what = "no tag" if check.db.tool == "liquibase" else "no applied version"
-    elif check.db.tool == "liquibase":
-        what = f"tag {found.latest}"
+        what = f"no {tool.current}" if tool.current else "no applied version"
     else:
-        what = found.latest
+        what = f"{tool.current} {found.latest}" if tool.current else found.latest
     if found.applied_at is not None:
-        what += f" (applied {_iso(found.applied_at)})"
+        what += f" (applied {iso(found.applied_at)})"
     return what
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _template(obj: Mapping[str, Any]) -> Any:

@@ -15,26 +15,15 @@ from typing import Any
 from webhook.config import Config
 from webhook.contract import CONTAINER, IMAGE, InjectSpec, Invalid
 from webhook.review import JsonPatch
+from webhook.tools import TOOLS
 
 NAME = "schemagate-migrate"
 INIT_PATH = "/spec/template/spec/initContainers"
 
-# Default commands. `$(DATABASE_URL)` is Kubernetes' own env-var expansion in
-# command/args: no shell is involved anywhere.
+# Default commands, from each tool's module. `$(DATABASE_URL)` is Kubernetes' own
+# env-var expansion in command/args: no shell is involved anywhere.
 PRESETS: Mapping[str, tuple[str, ...]] = {
-    "flyway": ("flyway", "migrate"),
-    "liquibase": ("liquibase", "update"),
-    "alembic": ("alembic", "upgrade", "head"),
-    "golang-migrate": ("migrate", "-path", "/migrations", "-database", "$(DATABASE_URL)", "up"),
-    "atlas": (
-        "atlas",
-        "migrate",
-        "apply",
-        "--dir",
-        "file:///migrations",
-        "--url",
-        "$(DATABASE_URL)",
-    ),
+    name: tool.command for name, tool in TOOLS.items() if tool.command is not None
 }
 
 INHERITED = (
@@ -173,9 +162,9 @@ def _warnings(
     ]
     spec_ = obj.get("spec")
     replicas = spec_.get("replicas", 1) if isinstance(spec_, dict) else 1
-    if spec.tool == "alembic" and isinstance(replicas, int) and replicas > 1:
+    if not TOOLS[spec.tool].locks and isinstance(replicas, int) and replicas > 1:
         notes.append(
-            f"alembic takes no lock: with {replicas} replicas, several pods may run "
+            f"{spec.tool} takes no lock: with {replicas} replicas, several pods may run "
             "migrations at once; consider schemagate.dev/migrate: gate with a single "
             "migration Job"
         )

@@ -15,12 +15,14 @@ class Recorded:
 
     `table_present` is False when the tool's table does not exist (no migrations yet).
     `latest` is the tool's notion of the current version: the highest applied version
-    (flyway, golang-migrate, atlas), the last tag (liquibase), or the single head (alembic).
+    (ordered tools), the last tag (liquibase), or the single head (alembic).
     `applied_at` is when `latest` was applied, where the tool records it.
     `present` holds every identifier a requirement may name: liquibase tags and
-    changeset IDs, or alembic heads.
+    changeset IDs, alembic heads, or the applied names of a names tool.
     `problems` are unhealthy states the tool recorded (a failed row, a dirty flag, a
-    held lock, several heads): any of them denies a gate.
+    partial revision): any of them denies a gate until someone repairs the history.
+    `running` says a migration holds the tool's lock (who, since when): the gate denies
+    until it finishes.
     """
 
     table_present: bool
@@ -29,6 +31,7 @@ class Recorded:
     present: frozenset[str] = field(default_factory=frozenset)
     heads: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    running: tuple[str, ...] = ()
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:

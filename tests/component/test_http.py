@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from tests.factories import corpus, deployment, labelled, review
 from tests.server import Served, start
-from webhook.config import INJECT_TOOLS
 from webhook.inject import NAME, PRESETS
+from webhook.tools import INJECT_TOOLS
 
 pytestmark = pytest.mark.component
 

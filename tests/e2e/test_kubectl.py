@@ -296,7 +296,9 @@ def test_gate_denies_until_migrated_and_never_blocks_scaling(
     path = write(tmp_path, doc)
     message = (
         f"{ns}/api needs schema orders >= 42 (flyway); orders records 41 "
-        "(applied 2026-11-20T10:00:00Z). Run the migrations first, then re-apply."
+        # Flyway's PostgreSQL installed_on is a zone-less timestamp: no zone is claimed.
+        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, "
+        "then re-apply."
     )
 
     denied = kubectl("apply", "-f", path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from webhook.contract import InjectSpec, Invalid, mode_of, parse_gate, parse_inject
+from webhook.tools import INJECT_TOOLS
 
 T = "schemagate.dev/tool"
 C = "schemagate.dev/command"
@@ -15,13 +16,11 @@ C = "schemagate.dev/command"
     [
         (
             {},
-            "annotation schemagate.dev/tool: required; one of flyway, liquibase, alembic, "
-            "golang-migrate, atlas, command",
+            f"annotation schemagate.dev/tool: required; one of {', '.join(INJECT_TOOLS)}",
         ),
         (
-            {T: "rails"},
-            "annotation schemagate.dev/tool: 'rails' is not one of flyway, liquibase, "
-            "alembic, golang-migrate, atlas, command",
+            {T: "flyaway"},
+            f"annotation schemagate.dev/tool: 'flyaway' is not one of {', '.join(INJECT_TOOLS)}",
         ),
         (
             {T: "command"},

@@ -34,11 +34,12 @@ from hypothesis import strategies as st
 
 from tests.factories import corpus, deployment, labelled, review
 from webhook import decide
-from webhook.config import INJECT_TOOLS, parse_config
+from webhook.config import parse_config
 from webhook.contract import ANNOTATIONS, LABEL, PREFIX
 from webhook.decide import PendingGate
 from webhook.gate import Unreachable
 from webhook.review import AdmissionResponse, BadReview, encode, parse_review
+from webhook.tools import INJECT_TOOLS
 from webhook.versions import Recorded
 
 _CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]

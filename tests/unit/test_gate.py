@@ -150,16 +150,50 @@ def test_denial_messages(tool: str, found: Recorded | Unreachable, message: str)
     assert answer.message == message
 
 
-def test_alembic_heads_are_reported() -> None:
-    found = Recorded(
-        True, heads=("a1", "b2"), present=frozenset({"a1", "b2"}), problems=("2 heads: a1, b2",)
-    )
-    answer = _answer("alembic", "a1", found)
+def test_alembic_branch_heads_are_heads_as_alembic_current_lists_them() -> None:
+    # Branches joined by depends_on leave one row per branch head; `alembic current`
+    # lists each as a head, so each can be required, and all of them together.
+    found = Recorded(True, heads=("a2", "b1"), present=frozenset({"a2", "b1"}))
+    assert _answer("alembic", "a2", found).allowed
+    assert _answer("alembic", "b1,a2", found).allowed
+    answer = _answer("alembic", "a3", found)
     assert answer.message == (
-        "shop/api needs schema orders == a1 (alembic); orders records a "
-        "problem: 2 heads: a1, b2. Repair the migration history, then "
-        "re-apply."
+        "shop/api needs schema orders == a3 (alembic); orders records heads a2, b1. "
+        "Run the migrations first, then re-apply."
     )
+
+
+def test_a_held_lock_says_a_migration_is_running() -> None:
+    found = Recorded(
+        True,
+        latest="v41",
+        present=frozenset({"v41", "v42"}),
+        running=(
+            "the liquibase lock is held by runner-7f9c (10.0.3.12) since 2026-11-20T10:05:00Z",
+        ),
+    )
+    answer = _answer("liquibase", "v42", found)
+    assert answer.message == (
+        "shop/api needs tag or changeset v42 in orders (liquibase); a migration is running on "
+        "orders: the liquibase lock is held by runner-7f9c (10.0.3.12) since "
+        "2026-11-20T10:05:00Z. Retry when it finishes (a lock left behind by a migration that "
+        "died must be released with the tool)."
+    )
+
+
+def test_a_tool_annotation_must_name_the_databases_tool() -> None:
+    obj = _gated("42")
+    obj["metadata"]["annotations"]["schemagate.dev/tool"] = "flyway"  # type: ignore[index]
+    answer = _plan(obj, _config("liquibase"))
+    assert isinstance(answer, AdmissionResponse)
+    assert (answer.allowed, answer.code, answer.message) == (
+        False,
+        422,
+        "shop/api: annotation schemagate.dev/tool: 'flyway' does not match database 'orders', "
+        "which the webhook reads as liquibase; fix the annotation or remove it",
+    )
+    obj["metadata"]["annotations"]["schemagate.dev/tool"] = "liquibase"  # type: ignore[index]
+    assert isinstance(_plan(obj, _config("liquibase")), decide.PendingGate)
 
 
 def test_unreachable_open_allows_with_a_warning() -> None:
@@ -199,7 +233,19 @@ def test_unreachable_open_allows_with_a_warning() -> None:
             _gated("ae10", "at-least"),
             "alembic",
             "shop/api: annotation schemagate.dev/version-match: alembic revisions are not ordered, "
-            "so only exact is possible (the single head must equal the revision)",
+            "so only exact is possible (each revision required must be a head)",
+        ),
+        (
+            _gated(",,"),
+            "django",
+            "shop/api: annotation schemagate.dev/schema-version: ',,' names nothing; expected "
+            "one name, or several separated by commas",
+        ),
+        (
+            _gated("shop.0001_initial", "exact"),
+            "django",
+            "shop/api: annotation schemagate.dev/version-match: django records no single "
+            "version, so only at-least is possible (every name required must be applied)",
         ),
         (
             deployment(mode="gate"),

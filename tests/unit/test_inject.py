@@ -12,6 +12,7 @@ from tests.factories import deployment
 from webhook.config import Config, ToolOverride
 from webhook.contract import InjectSpec, Invalid
 from webhook.inject import NAME, PRESETS, build_container, plan_injection, plan_removal
+from webhook.tools import TOOLS
 
 CONFIG = Config()
 
@@ -167,3 +168,12 @@ def test_warnings_escape_control_characters_from_the_object() -> None:
     # The container itself carries the arguments exactly as written.
     container = build_container(deployment(), spec, CONFIG)
     assert container["command"] == ["./migrate", "\x1b[31mred\x1b[0m", "tab\there"]
+
+
+@pytest.mark.parametrize("tool", [name for name, t in TOOLS.items() if not t.locks])
+def test_tools_without_a_lock_warn_about_replicas(tool: str) -> None:
+    plan = plan_injection(deployment(replicas=2), _spec(tool), CONFIG)
+    assert plan.warnings[1] == (
+        f"{tool} takes no lock: with 2 replicas, several pods may run migrations at once; "
+        "consider schemagate.dev/migrate: gate with a single migration Job"
+    )

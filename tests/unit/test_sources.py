@@ -10,16 +10,11 @@ import pytest
 
 from webhook.config import ConfigError, DatabaseConfig
 from webhook.sources.target import parse, resolve
-from webhook.sources.tools import (
-    Location,
-    atlas_history,
-    default_location,
-    flag,
-    flyway_history,
-    iso,
-    liquibase_history,
-    moment,
-)
+from webhook.tools import gate_of
+from webhook.tools.atlas import atlas_history
+from webhook.tools.base import Location, flag, iso, moment
+from webhook.tools.flyway import flyway_history
+from webhook.tools.liquibase import liquibase_history
 
 ON = datetime(2026, 11, 20, 10, 0)
 
@@ -118,7 +113,9 @@ def test_redact_removes_every_spelling_of_the_password() -> None:
     ],
 )
 def test_default_tables_are_where_each_tool_puts_them(tool: str, dialect: Any, sql: str) -> None:
-    assert default_location(tool, dialect).sql(dialect) == sql
+    history = gate_of(tool).history
+    assert history is not None
+    assert history.location(dialect).sql(dialect) == sql
 
 
 def test_location_quotes_configured_names() -> None:
@@ -138,7 +135,9 @@ def test_flyway_rows_as_flyway_reads_them() -> None:
     ]
     found = flyway_history(rows)
     assert (found.latest, found.applied_at) == ("1.2", ON)
-    assert found.problems == ("migration repeatable (views) failed at 2026-11-20T10:00:00Z",)
+    assert found.problems == (
+        "migration repeatable (views) failed at 2026-11-20T10:00:00, time zone not recorded",
+    )
 
 
 def test_liquibase_last_tag_wins_and_failed_changesets_are_absent() -> None:
@@ -200,10 +199,33 @@ def test_moment_reads_stored_times(value: Any, expected: datetime | None) -> Non
     assert moment(value) == expected
 
 
-def test_iso_is_utc_with_a_z() -> None:
+def test_iso_is_utc_with_a_z_only_when_the_zone_is_known() -> None:
     assert (
         iso(datetime(2026, 11, 20, 12, 0, tzinfo=timezone(timedelta(hours=2))))
         == "2026-11-20T10:00:00Z"
     )
-    assert iso(ON) == "2026-11-20T10:00:00Z"
+    # A zone-less time (Liquibase's DATEEXECUTED, in the JVM's local time) is never UTC.
+    assert iso(ON) == "2026-11-20T10:00:00, time zone not recorded"
     assert iso(None) == "an unrecorded time"
+
+
+def test_atlas_orders_versions_as_text_like_atlas() -> None:
+    # Atlas reads `ORDER BY version`: with unpadded versions its current is 9, not 10.
+    rows = [(v, 2, 1, 1, ON, "") for v in ("1", "2", "10", "9")]
+    assert atlas_history(rows).latest == "9"
+
+
+def test_atlas_failure_superseded_by_a_later_revision_is_not_a_problem() -> None:
+    # `atlas migrate set 3` after 2 failed: Atlas judges the last revision only, and says OK.
+    rows = [
+        ("1", 2, 1, 1, ON, ""),
+        ("2", 2, 0, 1, ON, "pq: syntax error"),
+        ("3", 4, 0, 0, ON, ""),
+    ]
+    found = atlas_history(rows)
+    assert (found.latest, found.problems) == ("3", ())
+    failed = atlas_history(rows[:2])
+    assert (failed.latest, failed.problems) == (
+        "1",
+        ("revision 2 failed (0 of 1 statements applied): pq: syntax error",),
+    )

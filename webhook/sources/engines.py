@@ -14,6 +14,7 @@ import asyncio
 import math
 import sqlite3
 import ssl
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -22,9 +23,8 @@ import aiosqlite
 import asyncpg
 
 from webhook.sources.errors import SourceError, TableMissing
-from webhook.sources.target import Dialect, Target
-
-Row = tuple[Any, ...]
+from webhook.sources.target import Target
+from webhook.tools.base import Dialect, Row
 
 # Lookups for one database are single-flighted upstream, so two connections are plenty.
 POOL_SIZE = 2
@@ -34,6 +34,8 @@ IDLE_SECONDS = 60
 # clean up after a lookup the caller already abandoned.
 SLACK_SECONDS = 1.0
 MYSQL_TABLE_MISSING = 1146  # ER_NO_SUCH_TABLE
+# TIMESTAMP columns are read in this session's zone, UTC; DATETIME has no zone at all.
+MYSQL_TIMESTAMP = 7  # MYSQL_TYPE_TIMESTAMP
 PG_DROPPED = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
@@ -169,20 +171,33 @@ class MySQL:
                 else:
                     await self._conn.ping(reconnect=True)
                 async with self._conn.cursor() as cursor:
+                    # Gate mode never writes; a read-only transaction makes the server
+                    # refuse it too (an operator's `custom` query included).
+                    # After a failure the transaction is left to the next START (which
+                    # ends it) or to reset(): nothing waits on the server while cancelled.
+                    await cursor.execute("START TRANSACTION READ ONLY")
                     await cursor.execute(sql)
                     rows = await cursor.fetchall()
+                    utc = [d[1] == MYSQL_TIMESTAMP for d in cursor.description or ()]
+                    await cursor.execute("ROLLBACK")
             except aiomysql.ProgrammingError as exc:
                 if exc.args and exc.args[0] == MYSQL_TABLE_MISSING:
                     raise TableMissing from None
                 raise _failure(self._target, exc) from None
             except (aiomysql.MySQLError, OSError) as exc:
                 raise _failure(self._target, exc) from None
-        return [tuple(row) for row in rows]
+        return [
+            tuple(_in_utc(v) if z else v for v, z in zip(row, utc, strict=True)) for row in rows
+        ]
 
     def reset(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+def _in_utc(value: Any) -> Any:
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) else value
 
 
 class SQLite:

@@ -11,7 +11,9 @@ from webhook.config import ConfigError, DatabaseConfig
 from webhook.sources.engines import Engine, open_engine
 from webhook.sources.errors import SourceError
 from webhook.sources.target import resolve
-from webhook.sources.tools import Location, default_location, read
+from webhook.sources.tools import read
+from webhook.tools import gate_of
+from webhook.tools.base import Dialect, Location
 from webhook.versions import Recorded
 
 
@@ -35,6 +37,18 @@ def open_source(db: DatabaseConfig, timeout: float) -> VersionSource:
     return DatabaseSource(db, timeout)
 
 
+def queries_for(db: DatabaseConfig, dialect: Dialect) -> tuple[str, ...]:
+    """The configured query (`custom`), or the tool's own at its (configured) location."""
+    history = gate_of(db.tool).history
+    if history is None:
+        if db.query is None:
+            raise ConfigError(f"databases.{db.name}.query: required for tool {db.tool}")
+        return (db.query,)
+    default = history.location(dialect)
+    where = Location(db.schema or default.schema, db.table or default.table)
+    return history.queries(where, dialect)
+
+
 class DatabaseSource:
     def __init__(
         self, db: DatabaseConfig, timeout: float, environ: Mapping[str, str] = os.environ
@@ -44,29 +58,27 @@ class DatabaseSource:
         self._timeout = timeout
         self._environ = environ
         self._engine: Engine | None = None
-        self._where: Location | None = None
+        self._queries: tuple[str, ...] = ()
 
     def start(self) -> None:
         self._connect()
 
-    def _connect(self) -> tuple[Engine, Location]:
+    def _connect(self) -> Engine:
         # Resolved again after every reset, so a rotated Secret or env value is picked up.
-        if self._engine is None or self._where is None:
+        if self._engine is None:
             target = resolve(self._db, self._environ)
-            default = default_location(self._db.tool, target.engine)
-            db = self._db
-            self._where = Location(db.schema or default.schema, db.table or default.table)
+            self._queries = queries_for(self._db, target.engine)
             self._engine = open_engine(target, self._timeout)
-        return self._engine, self._where
+        return self._engine
 
     async def lookup(self) -> Recorded:
         try:
-            engine, where = self._connect()
+            engine = self._connect()
         except ConfigError as exc:
             raise SourceError(str(exc)) from None
         try:
             async with asyncio.timeout(self._timeout):
-                return await read(self._db.tool, engine, where)
+                return await read(gate_of(self._db.tool), engine, self._queries)
         except TimeoutError:
             self.close()
             reason = f"no answer within the {self._timeout:g} s lookup deadline"

@@ -12,12 +12,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from webhook.config import ConfigError, DatabaseConfig
+from webhook.tools.base import Dialect
 
-Dialect = Literal["postgresql", "mysql", "sqlite"]
 SCHEMES: Mapping[str, Dialect] = {
     "postgresql": "postgresql",
     "postgres": "postgresql",

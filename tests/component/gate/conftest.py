@@ -1,5 +1,6 @@
-"""Real databases for the gate tests: one PostgreSQL and one MariaDB server per session,
-and a fresh, empty database per test on each engine (SQLite: a file in the test's tmp)."""
+"""Real databases for the gate tests: a fresh, empty database per test on each engine
+(the session's PostgreSQL and MariaDB servers, see tests/conftest.py; SQLite: a file in
+the test's tmp)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,6 @@ from webhook.lookup import Lookups
 from webhook.sources import open_source
 
 ENGINES = ("postgresql", "mariadb", "sqlite")
-
-
-@pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
-    server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
-    try:
-        server.start()
-        server.add_user()
-        yield server
-    finally:
-        server.close()
 
 
 @dataclass

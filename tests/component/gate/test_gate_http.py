@@ -51,8 +51,10 @@ def test_denied_until_the_migration_is_recorded_then_admitted(
             False,
             {
                 "code": 403,
+                # Flyway's PostgreSQL `installed_on` is a zone-less timestamp.
                 "message": "shop/api needs schema orders >= 42 (flyway); orders records 41 "
-                "(applied 2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+                "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations "
+                "first, then re-apply.",
             },
         )
         with postgres.connect("tls_orders") as conn:

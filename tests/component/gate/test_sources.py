@@ -3,6 +3,7 @@ SQLite, and the denial a person sees for each."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,14 +11,25 @@ import pytest
 
 from tests.component.gate import ddl
 from tests.component.gate.conftest import Scratch, lookups_for
-from webhook.config import GATE_TOOLS, parse_config
+from webhook.config import parse_config
 from webhook.contract import Match
-from webhook.gate import GateCheck, decide_gate
+from webhook.gate import GateCheck, Unreachable, decide_gate
+from webhook.tools import GATE_TOOLS
 from webhook.versions import Recorded
 
 pytestmark = pytest.mark.component
 
 NOV20 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+# How a recorded 2026-11-20 10:00:00 is shown: Flyway's PostgreSQL column has no zone
+# (the Flyway session's local time); MySQL's TIMESTAMP and SQLite's default are UTC.
+FLYWAY_AT = {
+    "postgresql": "2026-11-20T10:00:00, time zone not recorded",
+    "mysql": "2026-11-20T10:00:00Z",
+    "sqlite": "2026-11-20T10:00:00Z",
+}
+# Liquibase's DATEEXECUTED and LOCKGRANTED have no zone on any engine (the JVM's time).
+LIQUIBASE_AT = "2026-11-20T10:00:00, time zone not recorded"
+ON = "2026-11-20 10:00:00"
 
 
 async def read(url: str, tool: str, **extra: Any) -> Recorded:
@@ -31,12 +43,11 @@ async def read(url: str, tool: str, **extra: Any) -> Recorded:
 
 
 def verdict(
-    tool: str, required: str, found: Recorded, match: Match = "at-least"
+    tool: str, required: str, found: Recorded, match: Match = "at-least", **extra: Any
 ) -> tuple[bool, str]:
     """(allowed, status message) of the gate for shop/api on database orders."""
-    config = parse_config(
-        {"databases": {"orders": {"url": "sqlite:///x", "tool": tool, "namespaces": ["shop"]}}}
-    )
+    entry = {"url": "sqlite:///x", "tool": tool, "namespaces": ["shop"], **extra}
+    config = parse_config({"databases": {"orders": entry}})
     answer = decide_gate(
         GateCheck("shop/api", config.databases["orders"], required, match), found, config
     )
@@ -49,7 +60,8 @@ def utc(value: datetime | None) -> datetime | None:
 
 async def test_no_table_is_no_migrations_recorded(scratch: Scratch) -> None:
     for tool in GATE_TOOLS:
-        found = await read(scratch.url, tool)
+        extra = {"query": "SELECT version, state FROM releases"} if tool == "custom" else {}
+        found = await read(scratch.url, tool, **extra)
         assert found == Recorded(table_present=False), tool
     assert verdict("flyway", "42", Recorded(False)) == (
         False,
@@ -73,7 +85,7 @@ async def test_flyway_highest_successful_version_as_dotted_numbers(scratch: Scra
     assert verdict("flyway", "2", found) == (
         False,
         "shop/api needs schema orders >= 2 (flyway); orders records 1.10 "
-        "(applied 2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+        f"(applied {FLYWAY_AT[scratch.dialect]}). Run the migrations first, then re-apply.",
     )
 
 
@@ -85,11 +97,12 @@ async def test_flyway_failed_row_is_reported(scratch: Scratch) -> None:
     )
     found = await read(scratch.url, "flyway")
     assert found.latest == "2.0"
-    assert found.problems == ("migration 3 (add index) failed at 2026-11-20T10:00:00Z",)
+    at = FLYWAY_AT[scratch.dialect]
+    assert found.problems == (f"migration 3 (add index) failed at {at}",)
     assert verdict("flyway", "2", found) == (
         False,
         "shop/api needs schema orders >= 2 (flyway); orders records a problem: migration 3 "
-        "(add index) failed at 2026-11-20T10:00:00Z. Repair the migration history, then re-apply.",
+        f"(add index) failed at {at}. Repair the migration history, then re-apply.",
     )
 
 
@@ -119,17 +132,21 @@ async def test_liquibase_tags_and_changesets_are_present(scratch: Scratch) -> No
     )
     found = await read(scratch.url, "liquibase")
     assert found.present == {"create-orders", "add-status", "v1.0", "add-index"}
-    assert (found.latest, utc(found.applied_at), found.problems) == ("v1.0", NOV20, ())
+    assert (found.latest, found.applied_at, found.problems) == (
+        "v1.0",
+        NOV20.replace(tzinfo=None),
+        (),
+    )
     assert verdict("liquibase", "add-index", found) == (True, "")
     assert verdict("liquibase", "v1.0", found, "exact") == (True, "")
     assert verdict("liquibase", "seed-demo", found) == (
         False,
         "shop/api needs tag or changeset seed-demo in orders (liquibase); orders records tag "
-        "v1.0 (applied 2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+        f"v1.0 (applied {LIQUIBASE_AT}). Run the migrations first, then re-apply.",
     )
 
 
-async def test_liquibase_held_lock_says_by_whom_and_since_when(scratch: Scratch) -> None:
+async def test_liquibase_held_lock_says_a_migration_is_running(scratch: Scratch) -> None:
     scratch.run(
         *ddl.liquibase(scratch.dialect),
         ddl.changeset(1, "create-orders", tag="v1.0"),
@@ -137,12 +154,21 @@ async def test_liquibase_held_lock_says_by_whom_and_since_when(scratch: Scratch)
         "LOCKEDBY = 'runner-7f9c (10.0.3.12)' WHERE ID = 1",
     )
     found = await read(scratch.url, "liquibase")
-    assert found.problems == (
-        "the liquibase lock is held by runner-7f9c (10.0.3.12) since 2026-11-20T10:05:00Z",
+    # The time is the JVM's local time with no zone: shown as recorded, never as UTC.
+    assert (found.problems, found.running) == (
+        (),
+        (
+            "the liquibase lock is held by runner-7f9c (10.0.3.12) since "
+            "2026-11-20T10:05:00, time zone not recorded",
+        ),
     )
-    allowed, message = verdict("liquibase", "v1.0", found)
-    assert not allowed
-    assert "records a problem: the liquibase lock is held by runner-7f9c" in message
+    assert verdict("liquibase", "v1.0", found) == (
+        False,
+        "shop/api needs tag or changeset v1.0 in orders (liquibase); a migration is running "
+        "on orders: the liquibase lock is held by runner-7f9c (10.0.3.12) since "
+        "2026-11-20T10:05:00, time zone not recorded. Retry when it finishes (a lock left "
+        "behind by a migration that died must be released with the tool).",
+    )
 
 
 @pytest.mark.parametrize(
@@ -201,10 +227,57 @@ async def test_atlas_highest_fully_applied_revision(scratch: Scratch) -> None:
         ),
     )
     found = await read(scratch.url, "atlas")
+    # Atlas judges the last revision alone: the partial one before it is superseded.
     assert found.latest == "20261120100000"
     assert found.problems == (
-        "revision 20261121000000 is partially applied (1 of 3 statements applied)",
         "revision 20261122000000 failed (0 of 2 statements applied): "
         "pq: relation orders_idx already exists",
     )
     assert not verdict("atlas", "20261120100000", found)[0]
+
+    # `atlas migrate set 20261123000000` records a resolved revision: Atlas says OK again.
+    scratch.run(ddl.revision(d, schema, "20261123000000", kind=4, applied=0, total=0))
+    found = await read(scratch.url, "atlas")
+    assert (found.latest, found.problems) == ("20261123000000", ())
+
+
+async def test_atlas_current_follows_its_text_order(scratch: Scratch) -> None:
+    schema = None if scratch.engine == "sqlite" else "atlas_schema_revisions"
+    if scratch.engine == "mariadb":
+        scratch.run("DROP DATABASE IF EXISTS atlas_schema_revisions")
+    d = scratch.dialect
+    scratch.run(
+        *ddl.atlas(d, schema),
+        # go-sqlite3 writes the offset; the servers' columns carry the zone themselves.
+        *(
+            ddl.revision(d, schema, v, on="2026-11-20 10:00:00+00:00" if d == "sqlite" else ON)
+            for v in ("1", "2", "9", "10")
+        ),
+    )
+    found = await read(scratch.url, "atlas")
+    assert found.latest == "9"
+    assert verdict("atlas", "10", found) == (
+        False,
+        "shop/api needs schema orders >= 10 (atlas); orders records 9 (applied "
+        "2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+    )
+
+
+async def test_rows_the_tool_never_writes_are_a_failed_read_not_a_crash(tmp_path: Any) -> None:
+    # SQLite takes any value in any column: a version golang-migrate could never write.
+    path = tmp_path / "odd.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE schema_migrations (version bigint, dirty boolean);"
+        "INSERT INTO schema_migrations VALUES ('v7', 0);"
+    )
+    conn.close()
+    lookups = lookups_for(f"sqlite://{path}", "golang-migrate")
+    try:
+        fetched = await lookups.get("orders", 0)
+    finally:
+        lookups.close()
+    assert fetched.found == Unreachable(
+        "its table holds rows the tool does not write (invalid literal for int() with base 10: "
+        "'v7')"
+    )

@@ -1,0 +1,53 @@
+"""Alembic: `alembic_version (version_num VARCHAR(32) PRIMARY KEY)`, a graph of revisions.
+
+DDL: sqlalchemy/alembic, alembic/runtime/migration.py (`_version` table). The table holds
+one row per head; several rows are branches (labelled, or joined by `depends_on`), which
+`alembic current` lists as heads, not a fault. Alembic records no time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from webhook.tools.base import Dialect, Docs, Gate, History, Location, Row, Tool, select
+from webhook.versions import Recorded
+
+
+def location(dialect: Dialect) -> Location:
+    return Location(None, "alembic_version")
+
+
+def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
+    return (select("version_num", where, dialect),)
+
+
+def parse(results: Sequence[Sequence[Row]]) -> Recorded:
+    return alembic_history(results[0])
+
+
+def alembic_history(rows: Sequence[Row]) -> Recorded:
+    heads = tuple(sorted(str(row[0]) for row in rows))
+    latest = heads[0] if len(heads) == 1 else None
+    return Recorded(True, latest, present=frozenset(heads), heads=heads)
+
+
+TOOL = Tool(
+    name="alembic",
+    command=("alembic", "upgrade", "head"),
+    image=None,
+    locks=False,
+    gate=Gate(
+        compare="graph",
+        matches=("exact",),
+        history=History(location=location, queries=queries),
+        parse=parse,
+        wanted="",
+        current="head",
+        docs=Docs(
+            table="`alembic_version`",
+            recorded="the heads; revisions are a graph, so only `exact`: each revision "
+            "required (`a1f,b2e` for branches) must be a head",
+            refused="nothing: several heads are branches, as `alembic current` lists them",
+        ),
+    ),
+)
