@@ -41,7 +41,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         TIER_SECONDS[tier] = TIER_SECONDS.get(tier, 0.0) + report.duration
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    if hasattr(config, "workerinput"):  # a worker: the other lane may still be recording
+        return
     path = Path(os.environ.get(summary.ENV, "/nonexistent"))
     for title, lines in summary.sections(path).items():
         terminalreporter.write_sep("-", title)
