@@ -1,7 +1,7 @@
 """Gate mode: does the recorded schema satisfy what a Deployment declares? Pure.
 
-`plan_gate` decides from the request alone whether a lookup is needed (and refuses
-bad annotations, unknown databases and foreign namespaces without any I/O);
+`needs_check` and `plan_gate` decide from the request alone whether a lookup is needed
+(and refuse bad annotations, unknown databases and foreign namespaces without any I/O);
 `decide_gate` turns what the lookup layer fetched into the answer.
 """
 
@@ -12,8 +12,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook.config import Config, DatabaseConfig
-from webhook.contract import DATABASE, SCHEMA_VERSION, VERSION_MATCH, GateSpec, Invalid, Match
+from webhook.config import GATE_TOOLS, Config, DatabaseConfig
+from webhook.contract import (
+    DATABASE,
+    LABEL,
+    SCHEMA_VERSION,
+    VERSION_MATCH,
+    Declared,
+    GateSpec,
+    Invalid,
+    Match,
+    labels_of,
+)
 from webhook.review import AdmissionRequest, AdmissionResponse, allowed, denied
 from webhook.versions import Recorded, is_version, version_key
 
@@ -38,45 +48,73 @@ class Unreachable:
     reason: str
 
 
-def needs_check(request: AdmissionRequest) -> bool:
-    """CREATE always; UPDATE only when the pod template or the declared version changed.
+def needs_check(request: AdmissionRequest, stored: Mapping[str, Any]) -> bool:
+    """CREATE always; UPDATE when the Deployment enters gate mode, or when the pod template
+    as it will be stored (`stored`: the object after schemagate's own patch) or the
+    declared requirement changed.
 
     Scaling, label and other metadata edits never wait on (or get blocked by) the database.
     """
-    if request.operation == "CREATE" or request.old_object is None:
+    old = request.old_object
+    if request.operation == "CREATE" or old is None:
         return True
-    new, old = request.object or {}, request.old_object
-    if _template(new) != _template(old):
+    if labels_of(old).get(LABEL) != "gate":
+        return True  # a change of mode into gate is a release: e.g. inject -> gate
+    if _template(stored) != _template(old):
         return True
     keys = (DATABASE, SCHEMA_VERSION, VERSION_MATCH)
-    return any(_annotation(new, key) != _annotation(old, key) for key in keys)
+    return any(_annotation(stored, key) != _annotation(old, key) for key in keys)
 
 
 def plan_gate(request: AdmissionRequest, spec: GateSpec, config: Config) -> GateCheck:
-    db = config.databases.get(spec.database)
+    db = _database(request.namespace, spec.database, config)
+    match: Match = spec.match or default_match(db.tool)
+    _check_version(db.tool, spec.required, match)
+    return GateCheck(request.ref, db, spec.required, match)
+
+
+def check_declared(request: AdmissionRequest, declared: Declared, config: Config) -> None:
+    """Gate annotations on a Deployment in another mode must still be valid: the same
+    database and version checks as in gate mode, for what is present."""
+    tool = declared.tool
+    if declared.database is not None:
+        tool = _database(request.namespace, declared.database, config).tool
+    if declared.required is not None and tool is not None and tool in GATE_TOOLS:
+        _check_version(tool, declared.required, declared.match or default_match(tool))
+
+
+def default_match(tool: str) -> Match:
+    return "at-least" if tool in ORDERED_TOOLS or tool == "liquibase" else "exact"
+
+
+def _database(namespace: str, name: str, config: Config) -> DatabaseConfig:
+    db = config.databases.get(name)
     if db is None:
-        known = ", ".join(sorted(config.databases)) or "none configured"
+        # Only the databases this namespace may use: other tenants' names stay private.
+        usable = sorted(n for n, d in config.databases.items() if d.allows(namespace))
         raise Invalid(
-            f"annotation {DATABASE}: unknown database {spec.database!r}; the webhook knows: {known}"
+            f"annotation {DATABASE}: unknown database {name!r}; namespace {namespace!r} "
+            f"may use: {', '.join(usable) or 'none'}"
         )
-    if not db.allows(request.namespace):
+    if not db.allows(namespace):
         raise Invalid(
-            f"namespace {request.namespace!r} may not gate on database {db.name!r}; "
+            f"namespace {namespace!r} may not gate on database {db.name!r}; "
             "ask the webhook's operators to add it to the database's namespaces"
         )
-    ordered = db.tool in ORDERED_TOOLS
-    match: Match = spec.match or ("at-least" if ordered or db.tool == "liquibase" else "exact")
-    if db.tool == "alembic" and match != "exact":
+    return db
+
+
+def _check_version(tool: str, required: str, match: Match) -> None:
+    if tool == "alembic" and match != "exact":
         raise Invalid(
             f"annotation {VERSION_MATCH}: alembic revisions are not ordered, so only "
             "exact is possible (the single head must equal the revision)"
         )
-    if ordered and not is_version(spec.required):
+    if tool in ORDERED_TOOLS and not is_version(required):
         raise Invalid(
-            f"annotation {SCHEMA_VERSION}: {spec.required!r} is not a {db.tool} version; "
+            f"annotation {SCHEMA_VERSION}: {required!r} is not a {tool} version; "
             "expected dotted numbers such as 42 or 1.10"
         )
-    return GateCheck(request.ref, db, spec.required, match)
 
 
 def decide_gate(
