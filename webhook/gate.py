@@ -43,7 +43,8 @@ class GateCheck:
 
 @dataclass(frozen=True, slots=True)
 class Unreachable:
-    """The database could not be read within the deadline; `reason` is safe to show."""
+    """The database could not be read within the deadline; `reason` is the kind of
+    failure (authentication failed, timed out, ...), safe to show to any tenant."""
 
     reason: str
 
@@ -123,7 +124,9 @@ def decide_gate(
     need = f"{check.ref} needs {_requirement(check)}"
     name = check.db.name
     if isinstance(found, Unreachable):
-        reason = f"{need}, but {name} could not be read: {found.reason}."
+        reason = (
+            f"{need}, but {name} could not be read: {found.reason} (details in the webhook log)."
+        )
         if config.on_unreachable == "open":
             return allowed([f"schemagate: {reason} Admitted unchecked (on_unreachable: open)."])
         return denied(

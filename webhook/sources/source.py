@@ -63,14 +63,14 @@ class DatabaseSource:
         try:
             engine, where = self._connect()
         except ConfigError as exc:
-            raise SourceError(str(exc)) from None
+            raise SourceError(str(exc), "misconfigured") from None
         try:
             async with asyncio.timeout(self._timeout):
                 return await read(self._db.tool, engine, where)
         except TimeoutError:
             self.close()
             reason = f"no answer within the {self._timeout:g} s lookup deadline"
-            raise SourceError(reason, timed_out=True) from None
+            raise SourceError(reason, "timed out") from None
         except SourceError:
             self.close()
             raise
