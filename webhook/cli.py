@@ -10,7 +10,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from webhook import logs
-from webhook.config import ConfigError, load_config
+from webhook.config import ConfigError, StartupError, load_config
+
+# Where a pod finds its own namespace (mounted with its service-account token), and the
+# namespace the shipped manifests install into, for a server run outside a pod.
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+INSTALL_NAMESPACE = "schemagate-system"
+
+
+def own_namespace(given: str | None, found_in: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The namespace never to gate: as given, else the pod's own, else the install's."""
+    if given:
+        return given
+    try:
+        return found_in.read_text(encoding="utf-8").strip() or INSTALL_NAMESPACE
+    except OSError:
+        return INSTALL_NAMESPACE
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -50,8 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--port",
-        type=int,
-        default=int(_env("PORT", "8443") or 8443),
+        default=_env("PORT", "8443"),
         help="port to listen on [SCHEMAGATE_PORT] (default 8443)",
     )
     serve.add_argument(
@@ -62,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--namespace",
         default=_env("NAMESPACE"),
-        help="the webhook's own namespace, never mutated [SCHEMAGATE_NAMESPACE]",
+        help="the webhook's own namespace, never gated or mutated [SCHEMAGATE_NAMESPACE] "
+        f"(default: the pod's service-account namespace, else {INSTALL_NAMESPACE})",
     )
     serve.add_argument(
         "--cert-secret",
@@ -148,6 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level)
     try:
+        port = _port(args.port)
         config = load_config(args.config)
         cert_secret = None
         if args.cert_secret:
@@ -170,9 +186,9 @@ def _serve(args: argparse.Namespace) -> int:
             tls_cert=Path(args.tls_cert),
             tls_key=Path(args.tls_key),
             host=args.host,
-            port=args.port,
+            port=port,
             client_ca=Path(args.client_ca) if args.client_ca else None,
-            namespace=args.namespace,
+            namespace=own_namespace(args.namespace),
             cert_secret=cert_secret,
         )
         if cert_secret is None:
@@ -181,6 +197,9 @@ def _serve(args: argparse.Namespace) -> int:
         run(options)
     except ConfigError as exc:
         print(f"schemagate: config error: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"schemagate: {exc}", file=sys.stderr)
         return 2
     except BootstrapError as exc:
         print(f"schemagate: {exc}", file=sys.stderr)
@@ -191,6 +210,12 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise StartupError(f"--port/SCHEMAGATE_PORT: {text!r} is not a port number (1-65535)")
+    return int(text)
 
 
 def _check_readable(*paths: Path | None) -> None:

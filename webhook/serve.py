@@ -18,7 +18,7 @@ from aiohttp import web
 
 from webhook.app import State, make_app
 from webhook.certsync import CertSecret, sync_forever, sync_once
-from webhook.config import Config
+from webhook.config import Config, StartupError
 from webhook.lookup import Lookups
 from webhook.metrics import Metrics
 from webhook.sources import open_source
@@ -183,18 +183,23 @@ class GuardedSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        found = await loop.getaddrinfo(
-            self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        for family, kind, proto, _, address in dict.fromkeys(found):
-            sock = socket.socket(family, kind, proto)
-            self._sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(self._backlog)
-            sock.setblocking(False)
+        try:
+            found = await loop.getaddrinfo(
+                self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            for family, kind, proto, _, address in dict.fromkeys(found):
+                sock = socket.socket(family, kind, proto)
+                self._sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(self._backlog)
+                sock.setblocking(False)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {self._host}:{self._port}: {exc.strerror or exc}"
+            ) from None
         for sock in self._sockets:
             self._spawn(self._accept(sock))
 

@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from webhook.config import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +76,40 @@ class ServingTLS:
                 on_result(result)
 
     def _build(self) -> ssl.SSLContext:
+        """A context from the files; StartupError names the file that is unusable."""
         pair = (self.cert.read_bytes(), self.key.read_bytes())
+        # OpenSSL's own errors ("[SSL] PEM lib") name neither the file nor the problem.
+        try:
+            expires = x509.load_pem_x509_certificate(pair[0]).not_valid_after_utc
+        except ValueError:
+            raise StartupError(f"{self.cert}: not a PEM certificate") from None
+        try:
+            serialization.load_pem_private_key(pair[1], password=None)
+        except (ValueError, TypeError):
+            raise StartupError(f"{self.key}: not an unencrypted PEM private key") from None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_ciphers(CIPHERS)
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-        context.load_cert_chain(self.cert, self.key)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except ssl.SSLError:
+            raise StartupError(
+                f"{self.key}: the private key does not match the certificate {self.cert}"
+            ) from None
         if self.client_ca is not None:
             # Optional at the TLS layer, so kubelet's HTTPS probes (which present no
             # certificate) still reach /healthz and /readyz on this port; a certificate
             # that is presented must verify, and /mutate refuses a client without one.
             context.verify_mode = ssl.CERT_OPTIONAL
-            context.load_verify_locations(cafile=str(self.client_ca))
+            try:
+                context.load_verify_locations(cafile=str(self.client_ca))
+            except ssl.SSLError:
+                raise StartupError(f"{self.client_ca}: no PEM certificate in it") from None
         # What was loaded may differ from `pair` if the files changed in between; then the
         # next poll sees a difference and loads again.
         self._loaded = pair
-        self._expires = x509.load_pem_x509_certificate(pair[0]).not_valid_after_utc
+        self._expires = expires
         if self._on_load is not None:
             self._on_load(self._expires)
         return context

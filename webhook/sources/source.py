@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from webhook.config import ConfigError, DatabaseConfig
@@ -47,6 +48,14 @@ class DatabaseSource:
         self._where: Location | None = None
 
     def start(self) -> None:
+        target = resolve(self._db, self._environ)
+        if target.path is not None and not Path(target.path).is_file():
+            # Opened read-only, the file is never created: a typo would deny every gate.
+            # (Later, a file that went away is a failed lookup, not a stopped server.)
+            raise ConfigError(
+                f"databases.{self.name}.{self._db.url_kind}: SQLite file {target.path} does not "
+                "exist (the webhook opens it read-only and never creates it)"
+            )
         self._connect()
 
     def _connect(self) -> tuple[Engine, Location]:
