@@ -22,9 +22,13 @@ from webhook.config import Config, StartupError
 from webhook.lookup import Lookups
 from webhook.metrics import Metrics
 from webhook.sources import open_source
-from webhook.tls import ServingTLS
+from webhook.tls import ServingTLS, alert_of
 
 log = logging.getLogger(__name__)
+
+
+# How long a refused client gets to read its TLS alert before the connection closes.
+ALERT_LINGER_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -238,21 +242,43 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         guard = _Guard(server(), self._limits.header_seconds, self._slots.release)
+        loop = asyncio.get_running_loop()
+        # The loop gets a duplicate of the socket and closes it when the handshake fails,
+        # before it sends the alert; the original stays open to send it (tls.alert_of).
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(
+            await loop.connect_accepted_socket(
                 lambda: guard,
-                conn,
+                conn.dup(),
                 ssl=self._ssl_context,
                 ssl_handshake_timeout=self._limits.handshake_seconds,
             )
         except BaseException as exc:
             # The handshake failed, timed out, or the server is stopping: aiohttp never
             # saw this connection, so free its slot here.
-            guard.release()
-            conn.close()
+            try:
+                if isinstance(exc, Exception):
+                    log.debug("TLS handshake failed: %s", exc)
+                    await _send_alert(loop, conn, alert_of(exc))
+            finally:
+                guard.release()
+                conn.close()
             if not isinstance(exc, Exception):
                 raise
-            log.debug("TLS handshake failed: %s", exc)
+        else:
+            conn.close()
+
+
+async def _send_alert(loop: asyncio.AbstractEventLoop, conn: socket.socket, alert: bytes) -> None:
+    """Send a refused client its alert, then close without a reset: a close with unread
+    data (the rest of its handshake) would reset the connection and lose the alert."""
+    if not alert:
+        return
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(ALERT_LINGER_SECONDS):
+            await loop.sock_sendall(conn, alert)
+            conn.shutdown(socket.SHUT_WR)
+            while await loop.sock_recv(conn, 4096):
+                pass
 
 
 class _Guard(asyncio.Protocol):

@@ -26,6 +26,50 @@ log = logging.getLogger(__name__)
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
+class _KeepsAlert(ssl.SSLObject):
+    """An SSLObject that hands the alert of a failed handshake to the listener.
+
+    OpenSSL writes the alert (protocol_version, handshake_failure, unknown_ca, ...) to the
+    outgoing buffer before the handshake raises, but asyncio's and uvloop's TLS protocols
+    drop the connection without sending that buffer, so a client saw an unexpected EOF
+    or a reset instead of the reason. The alert rides on the exception as `tls_alert`.
+    """
+
+    outgoing: ssl.MemoryBIO
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            exc.tls_alert = self.outgoing.read()  # type: ignore[attr-defined]
+            raise
+
+
+class _ListenerContext(ssl.SSLContext):
+    sslobject_class = _KeepsAlert
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        sslobj = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        assert isinstance(sslobj, _KeepsAlert)
+        sslobj.outgoing = outgoing
+        return sslobj
+
+
+def alert_of(exc: BaseException) -> bytes:
+    """The TLS alert a failed handshake left to send (b"" if none)."""
+    alert = getattr(exc, "tls_alert", b"")
+    return alert if isinstance(alert, bytes) else b""
+
+
 class ServingTLS:
     def __init__(
         self,
@@ -39,7 +83,7 @@ class ServingTLS:
         self._loaded: tuple[bytes, bytes] = (b"", b"")
         self._current = self._build()
         # The listener's own context only dispatches to the current one.
-        self.context = self._build()
+        self.context = self._build(_ListenerContext)
         self.context.sni_callback = self._pick
 
     @property
@@ -75,7 +119,7 @@ class ServingTLS:
             if result is not None:
                 on_result(result)
 
-    def _build(self) -> ssl.SSLContext:
+    def _build(self, kind: type[ssl.SSLContext] = ssl.SSLContext) -> ssl.SSLContext:
         """A context from the files; StartupError names the file that is unusable."""
         pair = (self.cert.read_bytes(), self.key.read_bytes())
         # OpenSSL's own errors ("[SSL] PEM lib") name neither the file nor the problem.
@@ -87,7 +131,7 @@ class ServingTLS:
             serialization.load_pem_private_key(pair[1], password=None)
         except (ValueError, TypeError):
             raise StartupError(f"{self.key}: not an unencrypted PEM private key") from None
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context = kind(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_ciphers(CIPHERS)
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
