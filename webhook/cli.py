@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 
 from webhook import logs
@@ -57,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("TLS_KEY"),
         required=_env("TLS_KEY") is None,
         help="PEM private key, reloaded on change [SCHEMAGATE_TLS_KEY]",
+    )
+    serve.add_argument(
+        "--tls-wait",
+        default=_env("TLS_WAIT", "0"),
+        help="seconds to wait for the --tls-cert/--tls-key files to appear, e.g. a mounted "
+        "Secret that the certificate bootstrap has not created yet [SCHEMAGATE_TLS_WAIT] "
+        "(default 0: they must exist at start)",
     )
     serve.add_argument(
         "--host",
@@ -142,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a CA rotation (old and new CA overlap in the caBundle)",
     )
     boot.add_argument(
+        "--every",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="keep running and repeat the round this often (renewal and CA rotation); "
+        "a failed round is logged and retried at the next (default 0: one round)",
+    )
+    boot.add_argument(
         "--kubeconfig",
         default=os.environ.get("KUBECONFIG"),
         help="kubeconfig outside a pod (default: in-cluster, then $KUBECONFIG)",
@@ -164,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     try:
         port = _port(args.port)
+        tls_wait = _seconds(args.tls_wait, "--tls-wait/SCHEMAGATE_TLS_WAIT")
         config = load_config(args.config)
         cert_secret = None
         if args.cert_secret:
@@ -190,9 +208,8 @@ def _serve(args: argparse.Namespace) -> int:
             client_ca=Path(args.client_ca) if args.client_ca else None,
             namespace=own_namespace(args.namespace),
             cert_secret=cert_secret,
+            tls_wait=tls_wait,
         )
-        if cert_secret is None:
-            _check_readable(options.tls_cert, options.tls_key)
         _check_readable(options.client_ca)
         run(options)
     except ConfigError as exc:
@@ -218,6 +235,16 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _seconds(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise StartupError(f"{name}: {text!r} is not a number of seconds (0-86400)")
+    return value
+
+
 def _check_readable(*paths: Path | None) -> None:
     for path in paths:
         if path is not None and not path.is_file():
@@ -239,7 +266,7 @@ def _certs(args: argparse.Namespace) -> int:
 
 async def _bootstrap(args: argparse.Namespace) -> int:
     from certs.bootstrap import BootstrapError
-    from webhook.certsync import CertSecret, ensure
+    from webhook.certsync import UNCHANGED, CertSecret, ensure, renew_forever
 
     target = CertSecret(
         args.namespace,
@@ -250,11 +277,25 @@ async def _bootstrap(args: argparse.Namespace) -> int:
         tuple(args.ip),
         args.rotate_ca,
     )
+    if args.every > 0:
+        logs.configure("info")
+        await _until_terminated(renew_forever(target, args.every))
+        return 0
     try:
         result = await ensure(target)
     except BootstrapError as exc:
         print(f"schemagate: {exc}", file=sys.stderr)
         return 1
-    for change in result.changes or ("nothing to do: the Secret and caBundle are valid",):
+    for change in result.changes or (UNCHANGED,):
         print(change)
     return 0
+
+
+async def _until_terminated(work: Coroutine[None, None, None]) -> None:
+    """Run `work` until SIGTERM or SIGINT, then exit cleanly (a pod being stopped)."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -27,6 +27,7 @@ from webhook.tls import ServingTLS, alert_of
 log = logging.getLogger(__name__)
 
 
+WAIT_POLL_SECONDS = 0.5
 # How long a refused client gets to read its TLS alert before the connection closes.
 ALERT_LINGER_SECONDS = 1.0
 
@@ -64,6 +65,7 @@ class ServeOptions:
     client_ca: Path | None = None
     namespace: str | None = None  # the webhook's own namespace, never gated or mutated
     cert_secret: CertSecret | None = None  # bootstrap the TLS files from this Secret
+    tls_wait: float = 0.0  # seconds the TLS files may take to appear (a mounted Secret)
     grace_seconds: float = 15.0
     reload_seconds: float = 1.0
     limits: Limits = field(default_factory=Limits)
@@ -86,6 +88,8 @@ async def serve(options: ServeOptions) -> None:
     metrics = Metrics()
     if options.cert_secret is not None:
         await sync_once(options.cert_secret, options.tls_cert.parent)
+    else:
+        await _wait_for_files(options.tls_cert, options.tls_key, options.tls_wait)
     tls = ServingTLS(
         options.tls_cert,
         options.tls_key,
@@ -151,6 +155,29 @@ async def serve(options: ServeOptions) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")
+
+
+async def _wait_for_files(cert: Path, key: Path, wait: float) -> None:
+    """Until both files exist, for at most `wait` seconds: a Secret volume marked optional
+    is mounted empty and filled in by kubelet once the bootstrap has created the Secret."""
+    deadline = asyncio.get_running_loop().time() + wait
+    missing = [path for path in (cert, key) if not path.is_file()]
+    waiting = bool(missing) and wait > 0
+    if waiting:
+        log.info(
+            "waiting up to %g s for %s: not there yet (a mounted Secret the certificate "
+            "bootstrap has not created, or kubelet has not refreshed yet)",
+            wait,
+            " and ".join(map(str, missing)),
+        )
+    while missing:
+        if asyncio.get_running_loop().time() >= deadline:
+            waited = f" after waiting {wait:g} s" if wait > 0 else ""
+            raise StartupError(f"{missing[0]}: no such file{waited}")
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+        missing = [path for path in (cert, key) if not path.is_file()]
+    if waiting:
+        log.info("serving certificate files found", extra={"cert": str(cert)})
 
 
 class GuardedSite(web.BaseSite):

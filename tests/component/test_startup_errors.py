@@ -6,13 +6,14 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from certs.files import issue_to_dir
-from tests.server import SCHEMAGATE, free_port
+from tests.server import SCHEMAGATE, Served, free_port
 
 pytestmark = pytest.mark.component
 
@@ -133,4 +134,71 @@ def test_a_busy_port_names_the_address(inputs: dict[str, Path]) -> None:
     assert (proc.returncode, proc.stderr) == (
         2,
         f"schemagate: cannot listen on 127.0.0.1:{port}: Address already in use\n",
+    )
+
+
+def test_tls_wait_serves_once_the_files_appear(inputs: dict[str, Path], tls_dir: Path) -> None:
+    """A Secret volume marked optional is mounted empty until the bootstrap has created
+    the Secret: the server waits for it, says so, and serves once kubelet fills it in."""
+    later = inputs["tmp"] / "mounted"
+    later.mkdir()
+    log = inputs["tmp"] / "serve.log"
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(SCHEMAGATE),
+            "serve",
+            "--config",
+            str(inputs["config"]),
+            "--tls-cert",
+            str(later / "tls.crt"),
+            "--tls-key",
+            str(later / "tls.key"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "SCHEMAGATE_TLS_WAIT": "30"},
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while "waiting up to 30 s for" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        shutil.copy(tls_dir / "tls.key", later / "tls.key")
+        shutil.copy(tls_dir / "tls.crt", later / "tls.crt")
+        served = Served(port, tls_dir, log, proc)
+        while True:
+            try:
+                assert served.request("GET", "/healthz") == (200, b"ok\n")
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        text = log.read_text()
+        assert (
+            f"waiting up to 30 s for {later / 'tls.crt'} and {later / 'tls.key'}: not there yet"
+            in text
+        )
+        assert "serving certificate files found" in text
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+
+
+def test_tls_wait_gives_up_with_one_line(inputs: dict[str, Path]) -> None:
+    absent = inputs["tmp"] / "absent"
+    proc = _serve(
+        inputs["config"],
+        absent / "tls.crt",
+        absent / "tls.key",
+        port=str(free_port()),
+        env={"SCHEMAGATE_TLS_WAIT": "1"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"schemagate: {absent / 'tls.crt'}: no such file after waiting 1 s"
     )
