@@ -10,10 +10,18 @@ BIN := $(VENV)/bin
 RUN_DIR := .run
 STAMP := $(VENV)/.installed
 
-.PHONY: help install deps run test test-unit test-component test-e2e test-node cluster lint fuzz bench image deploy clean
+LOCK := requirements.lock
+# The runtime dependencies of pyproject.toml, pinned with the hashes of every file of each
+# release, resolved against the package index alone: not this machine's pip
+# configuration (local wheel folders, constraints), which an image build never sees.
+PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
+  $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+  --no-emit-find-links --output-file
+
+.PHONY: help install deps run test test-unit test-component test-e2e test-node cluster lint lock lock-upgrade fuzz bench image deploy clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +68,15 @@ lint: $(STAMP) ## ruff, mypy (strict on webhook/ and certs/) and the import-laye
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+$(LOCK): pyproject.toml | $(STAMP)
+	$(PIP_COMPILE) $(LOCK) pyproject.toml
+
+lock: $(STAMP) ## re-pin requirements.lock (with hashes) after pyproject.toml changed; keeps existing pins
+	$(PIP_COMPILE) $(LOCK) pyproject.toml
+
+lock-upgrade: $(STAMP) ## re-pin requirements.lock to the newest releases pyproject.toml allows
+	$(PIP_COMPILE) $(LOCK) --upgrade pyproject.toml
+
 fuzz: $(STAMP) ## long property-based fuzzing run of the codec and decisions
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/unit/test_fuzz.py -q
 
@@ -73,7 +90,7 @@ bench: $(STAMP) ## benchmark against a bare aiohttp reference server (~6 min); p
 	fi
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-image: ## build the container image (needs a Docker engine)
+image: $(LOCK) ## build the container image from requirements.lock (needs a Docker engine)
 	docker build -t schemagate:dev .
 
 deploy: ## install into the current kubectl context
