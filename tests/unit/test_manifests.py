@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -241,7 +243,8 @@ def test_standalone_application_points_at_its_folder(path: str) -> None:
     source = application["spec"]["source"]
     assert source["path"] == PurePosixPath(path).parent.as_posix()
     assert (ROOT / source["path"] / "kustomization.yaml").is_file()
-    assert application["spec"]["destination"]["namespace"] == "shop"
+    kustomization = load_file(Path(source["path"]) / "kustomization.yaml")[0]
+    assert application["spec"]["destination"]["namespace"] == kustomization["namespace"]
     # The folder's kustomization must not include the Application itself.
     assert not of_kind(render(source["path"]), "Application")
 
@@ -716,8 +719,22 @@ def test_in_process_certs_overlay() -> None:
 def gated_or_injected(docs: list[Doc], mode: str) -> Doc:
     deployment = only(docs, "Deployment")
     assert deployment["metadata"]["labels"][MIGRATE_LABEL] == mode
-    assert deployment["metadata"]["namespace"] == "shop"
+    assert deployment["metadata"]["namespace"].startswith("shop-")
     return deployment
+
+
+def test_gitops_examples_can_be_tried_one_after_another() -> None:
+    """No two examples create the same object (or Argo CD Application)."""
+    seen: dict[tuple[str, str, str], str] = {}
+    for path in STANDALONE_APPLICATIONS:
+        folder = PurePosixPath(path).parent.as_posix()
+        objects = [*render(folder), *load_file(path)]
+        for doc in objects:
+            key = (doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"])
+            assert key not in seen, f"{folder} and {seen[key]} both create {key}"
+            seen[key] = folder
+    namespaces = {ns for kind, ns, _ in seen if kind == "Deployment"}
+    assert len(namespaces) == len(STANDALONE_APPLICATIONS)
 
 
 def test_presync_example() -> None:
@@ -799,3 +816,33 @@ def test_pods_drain_before_they_stop_listening() -> None:
     assert command[0] == "/opt/venv/bin/python"
     assert "time.sleep(5)" in command[-1]
     assert pod["terminationGracePeriodSeconds"] >= 5 + 15
+
+
+def test_readme_overlay_example_renders_from_a_folder_at_the_repository_root() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```yaml\n(# my-overlay/kustomization.yaml\n.*?)```", readme, re.S)
+    folder = Path(tempfile.mkdtemp(prefix="my-overlay-", dir=ROOT))
+    try:
+        (folder / "kustomization.yaml").write_text(block)
+        (folder / "config.yaml").write_text(
+            "databases: {orders: {url_env: ORDERS_DATABASE_URL, tool: flyway, "
+            "namespaces: [shop]}}\n"
+        )
+        result = subprocess.run(
+            [kubectl(), "kustomize", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(folder)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    env = env_of(server(only(docs, "Deployment", NAME)))
+    assert env["ORDERS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "orders-db",
+        "key": "url",
+    }
+    config = parse_config(yaml.safe_load(only(docs, "ConfigMap")["data"]["config.yaml"]))
+    assert set(config.databases) == {"orders"}
