@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import yaml
 
+from webhook.review import show
+
 GATE_TOOLS = ("flyway", "liquibase", "alembic", "golang-migrate", "atlas")
 INJECT_TOOLS = (*GATE_TOOLS, "command")
 URL_KEYS = ("url", "url_env", "url_file")
@@ -126,7 +128,7 @@ def _database(name: str, spec: object) -> DatabaseConfig:
         # A string such as "*,shop" is not split: it would name no namespace at all.
         raise ConfigError(
             f'{where}.namespaces: must be a non-empty list of namespaces, or ["*"] for any; '
-            f"got {type(namespaces).__name__} {_shown(namespaces)}"
+            f"got {type(namespaces).__name__} {show(namespaces)}"
         )
     allowed = frozenset(_text(ns, f"{where}.namespaces") for ns in namespaces)
     schema = _optional_identifier(body.get("schema"), f"{where}.schema")
@@ -166,11 +168,6 @@ def _text(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: must be a non-empty string")
     return value
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(value: object, where: str, *, low: float, high: float) -> float:

@@ -69,7 +69,7 @@ def needs_check(request: AdmissionRequest, stored: Mapping[str, Any]) -> bool:
 
 def plan_gate(request: AdmissionRequest, spec: GateSpec, config: Config) -> GateCheck:
     db = _database(request.namespace, spec.database, config)
-    match: Match = spec.match or default_match(db.tool)
+    match: Match = spec.match or _default_match(db.tool)
     _check_version(db.tool, spec.required, match)
     return GateCheck(request.ref, db, spec.required, match)
 
@@ -81,10 +81,10 @@ def check_declared(request: AdmissionRequest, declared: Declared, config: Config
     if declared.database is not None:
         tool = _database(request.namespace, declared.database, config).tool
     if declared.required is not None and tool is not None and tool in GATE_TOOLS:
-        _check_version(tool, declared.required, declared.match or default_match(tool))
+        _check_version(tool, declared.required, declared.match or _default_match(tool))
 
 
-def default_match(tool: str) -> Match:
+def _default_match(tool: str) -> Match:
     return "at-least" if tool in ORDERED_TOOLS or tool == "liquibase" else "exact"
 
 
