@@ -22,7 +22,7 @@ from webhook.config import Config, StartupError
 from webhook.lookup import Lookups
 from webhook.metrics import Metrics
 from webhook.sources import open_source
-from webhook.tls import ServingTLS, alert_of
+from webhook.tls import REFUSALS, Refusal, ServingTLS
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +270,12 @@ class GuardedSite(web.BaseSite):
         assert server is not None
         guard = _Guard(server(), self._limits.header_seconds, self._slots.release)
         loop = asyncio.get_running_loop()
-        # The loop gets a duplicate of the socket and closes it when the handshake fails,
-        # before it sends the alert; the original stays open to send it (tls.alert_of).
+        refusal = Refusal(conn)
+        REFUSALS.set(refusal)  # this task's context: the connection's callbacks copy it
         try:
             await loop.connect_accepted_socket(
                 lambda: guard,
-                conn.dup(),
+                conn,
                 ssl=self._ssl_context,
                 ssl_handshake_timeout=self._limits.handshake_seconds,
             )
@@ -283,23 +283,21 @@ class GuardedSite(web.BaseSite):
             # The handshake failed, timed out, or the server is stopping: aiohttp never
             # saw this connection, so free its slot here.
             try:
-                if isinstance(exc, Exception):
-                    log.debug("TLS handshake failed: %s", exc)
-                    await _send_alert(loop, conn, alert_of(exc))
+                if refusal.held is not None and isinstance(exc, Exception):
+                    await _send_alert(loop, refusal.held, refusal.alert)
             finally:
                 guard.release()
                 conn.close()
+                if refusal.held is not None:
+                    refusal.held.close()
             if not isinstance(exc, Exception):
                 raise
-        else:
-            conn.close()
+            log.debug("TLS handshake failed: %s", exc)
 
 
 async def _send_alert(loop: asyncio.AbstractEventLoop, conn: socket.socket, alert: bytes) -> None:
     """Send a refused client its alert, then close without a reset: a close with unread
     data (the rest of its handshake) would reset the connection and lose the alert."""
-    if not alert:
-        return
     with contextlib.suppress(OSError, TimeoutError):
         async with asyncio.timeout(ALERT_LINGER_SECONDS):
             await loop.sock_sendall(conn, alert)

@@ -9,9 +9,12 @@ in-flight requests are never disturbed, and a half-written pair is never used.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,13 +29,29 @@ log = logging.getLogger(__name__)
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
+@dataclass
+class Refusal:
+    """One accepted connection, as the listener hands it to its handshake (`REFUSALS`);
+    filled in when the handshake fails: the alert to send, and a duplicate of the socket
+    that keeps the connection open after the event loop has closed its own."""
+
+    sock: socket.socket
+    alert: bytes = b""
+    held: socket.socket | None = None
+
+
+# The event loop runs a connection's callbacks, the handshake included, in a copy of the
+# context the listener created it in: this tells the handshake which connection it is.
+REFUSALS: contextvars.ContextVar[Refusal] = contextvars.ContextVar("schemagate_refusal")
+
+
 class _KeepsAlert(ssl.SSLObject):
     """An SSLObject that hands the alert of a failed handshake to the listener.
 
     OpenSSL writes the alert (protocol_version, handshake_failure, unknown_ca, ...) to the
     outgoing buffer before the handshake raises, but asyncio's and uvloop's TLS protocols
     drop the connection without sending that buffer, so a client saw an unexpected EOF
-    or a reset instead of the reason. The alert rides on the exception as `tls_alert`.
+    or a reset instead of the reason.
     """
 
     outgoing: ssl.MemoryBIO
@@ -42,8 +61,12 @@ class _KeepsAlert(ssl.SSLObject):
             super().do_handshake()
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise
-        except ssl.SSLError as exc:
-            exc.tls_alert = self.outgoing.read()  # type: ignore[attr-defined]
+        except ssl.SSLError:
+            refusal = REFUSALS.get(None)
+            if refusal is not None:
+                refusal.alert = self.outgoing.read()
+                # Only refused connections pay for a second descriptor.
+                refusal.held = refusal.sock.dup()
             raise
 
 
@@ -62,12 +85,6 @@ class _ListenerContext(ssl.SSLContext):
         assert isinstance(sslobj, _KeepsAlert)
         sslobj.outgoing = outgoing
         return sslobj
-
-
-def alert_of(exc: BaseException) -> bytes:
-    """The TLS alert a failed handshake left to send (b"" if none)."""
-    alert = getattr(exc, "tls_alert", b"")
-    return alert if isinstance(alert, bytes) else b""
 
 
 class ServingTLS:
