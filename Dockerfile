@@ -60,10 +60,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=builder /opt/venv /opt/venv
 
 # The standard library's bytecode, compiled once at build time for the same reason; then
-# the base image's own pip (and its build tools) go: the venv has none either, so
-# nothing in the running image can install a package.
+# the base image's own pip goes (the venv has none either), so nothing in the running
+# image can install a package. Removed as files, wherever the base keeps it: a base
+# whose pip came from its distribution's packages refuses `pip uninstall`.
 RUN python -m compileall -q --invalidation-mode unchecked-hash /usr/local/lib/python3.11 \
- && python -m pip uninstall --yes --quiet pip setuptools wheel \
+ && python -c "import pathlib, pip, shutil; p = pathlib.Path(pip.__file__).parent; [shutil.rmtree(d) for d in (p, *p.parent.glob('pip-*.dist-info'))]" \
+ && rm -f /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.11 \
  && ! python -c "import pip"
 
 # Numeric UID:GID, so Kubernetes can check runAsNonRoot without an /etc/passwd entry.
