@@ -62,10 +62,12 @@ COPY --from=builder /opt/venv /opt/venv
 # The standard library's bytecode, compiled once at build time for the same reason; then
 # the base image's own pip goes (the venv has none either), so nothing in the running
 # image can install a package. Removed as files, wherever the base keeps it: a base
-# whose pip came from its distribution's packages refuses `pip uninstall`.
+# whose pip came from its distribution's packages refuses `pip uninstall`. (`python` is
+# the venv's by now, PATH above; the base's interpreter is named in full.)
 RUN python -m compileall -q --invalidation-mode unchecked-hash /usr/local/lib/python3.11 \
- && python -c "import pathlib, pip, shutil; p = pathlib.Path(pip.__file__).parent; [shutil.rmtree(d) for d in (p, *p.parent.glob('pip-*.dist-info'))]" \
+ && /usr/local/bin/python3.11 -c "import pathlib, pip, shutil; p = pathlib.Path(pip.__file__).parent; [shutil.rmtree(d) for d in (p, *p.parent.glob('pip-*.dist-info'))]" \
  && rm -f /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.11 \
+ && ! /usr/local/bin/python3.11 -c "import pip" \
  && ! python -c "import pip"
 
 # Numeric UID:GID, so Kubernetes can check runAsNonRoot without an /etc/passwd entry.

@@ -144,8 +144,14 @@ def test_builder_installs_only_what_the_lock_pins_with_hashes() -> None:
 def test_no_pip_in_the_image_that_runs() -> None:
     (final_run,) = of(stages()[-1], "RUN")
     commands = [" ".join(c.split()) for c in final_run["value"].split("&&")]
-    assert any(c.startswith("python -c \"import pathlib, pip, shutil;") for c in commands)
-    assert commands[-1] == '! python -c "import pip"'
+    # The base's interpreter by its full name: `python` is the venv's (PATH).
+    assert any(
+        c.startswith('/usr/local/bin/python3.11 -c "import pathlib, pip, shutil;') for c in commands
+    )
+    assert commands[-2:] == [
+        '! /usr/local/bin/python3.11 -c "import pip"',
+        '! python -c "import pip"',
+    ]
 
 
 def test_runs_as_numeric_non_root_user() -> None:
