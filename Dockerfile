@@ -5,9 +5,11 @@
 #
 # Two stages on the same base, pinned by exact tag (pin a digest as well where your build
 # can resolve one: FROM python:3.11.11-slim-bookworm@sha256:...). The builder makes a
-# wheel of this project and a virtualenv at /opt/venv; the final stage copies only that
-# venv. The venv's interpreter is a symlink to /usr/local/bin/python3.11, so both stages
-# must use the same base image.
+# wheel of this project and a virtualenv at /opt/venv holding exactly the dependencies
+# pinned, with their hashes, in requirements.lock (`make lock` keeps it current with
+# pyproject.toml); the final stage copies only that venv, which has no pip. The venv's
+# interpreter is a symlink to /usr/local/bin/python3.11, so both stages must use the
+# same base image.
 #
 # The base is an ARG so that a build without registry access can name a local image
 # with the same layout (the end-to-end tier builds one with debootstrap); the default is
@@ -21,17 +23,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 WORKDIR /src
-# Only what the wheel is built from (.dockerignore keeps the rest out of the context).
-COPY pyproject.toml README.md ./
+# Only what the wheel is built from (.dockerignore keeps the rest out of the context),
+# and the lock file.
+COPY requirements.lock pyproject.toml README.md ./
 COPY webhook ./webhook
 COPY certs ./certs
 
-# The wheel of this project alone, then a venv with it and its dependencies from the
-# package index. Bytecode is compiled here, with hashes instead of timestamps, because
-# the running container cannot write it (read-only root filesystem).
+# The wheel of this project alone; a venv without pip, filled by the builder's pip
+# (--python): the locked dependencies, each checked against its hashes, then the wheel
+# with no dependency resolution at all. Bytecode is compiled here, with hashes instead
+# of timestamps, because the running container cannot write it (read-only root
+# filesystem).
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install /wheels/*.whl \
+ && python -m venv --without-pip /opt/venv \
+ && python -m pip --python /opt/venv/bin/python install \
+      --no-deps --require-hashes --only-binary :all: -r requirements.lock \
+ && python -m pip --python /opt/venv/bin/python install --no-deps /wheels/*.whl \
  && /opt/venv/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/venv/lib
 
 
@@ -52,8 +59,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # of them (probes are HTTPS checks by kubelet, not exec commands).
 COPY --from=builder /opt/venv /opt/venv
 
-# The standard library's bytecode, compiled once at build time for the same reason.
-RUN python -m compileall -q --invalidation-mode unchecked-hash /usr/local/lib/python3.11
+# The standard library's bytecode, compiled once at build time for the same reason; then
+# the base image's own pip goes (the venv has none either), so nothing in the running
+# image can install a package. Removed as files, wherever the base keeps it: a base
+# whose pip came from its distribution's packages refuses `pip uninstall`. (`python` is
+# the venv's by now, PATH above; the base's interpreter is named in full.)
+RUN python -m compileall -q --invalidation-mode unchecked-hash /usr/local/lib/python3.11 \
+ && /usr/local/bin/python3.11 -c "import pathlib, pip, shutil; p = pathlib.Path(pip.__file__).parent; [shutil.rmtree(d) for d in (p, *p.parent.glob('pip-*.dist-info'))]" \
+ && rm -f /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.11 \
+ && ! /usr/local/bin/python3.11 -c "import pip" \
+ && ! python -c "import pip"
 
 # Numeric UID:GID, so Kubernetes can check runAsNonRoot without an /etc/passwd entry.
 USER 65532:65532

@@ -7,13 +7,23 @@ MAKEFLAGS += --no-builtin-rules
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-RUN_DIR := .run
+RUN_DIR ?= .run
+PORT ?= 8443
+KUBECTL ?= kubectl
 STAMP := $(VENV)/.installed
 
-.PHONY: help install deps run test test-unit test-component test-e2e test-node cluster lint fuzz bench image deploy clean
+LOCK := requirements.lock
+# The runtime dependencies of pyproject.toml, pinned with the hashes of every file of each
+# release, resolved against the package index alone: not this machine's pip
+# configuration (local wheel folders, constraints), which an image build never sees.
+PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
+  $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+  --no-emit-find-links --output-file
+
+.PHONY: help install deps run local-webhook test test-unit test-component test-e2e test-node cluster lint lock lock-upgrade fuzz bench image deploy clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +39,21 @@ deps: ## install what the test tiers need (Debian packages, as root, only what i
 $(RUN_DIR)/tls/tls.crt: | $(STAMP)
 	$(BIN)/schemagate certs issue --out $(RUN_DIR)/tls --dns-name localhost --ip 127.0.0.1
 
-run: $(STAMP) $(RUN_DIR)/tls/tls.crt ## serve on https://127.0.0.1:8443 with local certs and an embedded SQLite database
+# Outside a pod the webhook's own namespace defaults to schemagate-system (--namespace).
+run: $(STAMP) $(RUN_DIR)/tls/tls.crt ## serve on https://127.0.0.1:8443 (PORT=...) with local certs and an embedded SQLite database
 	$(BIN)/python -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).executescript(open(sys.argv[2]).read())' \
 	  $(RUN_DIR)/schemagate.db dev/seed.sql
 	LOCAL_DATABASE_URL=sqlite://$(CURDIR)/$(RUN_DIR)/schemagate.db $(BIN)/schemagate serve \
 	  --config dev/config.yaml \
 	  --tls-cert $(RUN_DIR)/tls/tls.crt --tls-key $(RUN_DIR)/tls/tls.key \
-	  --host 127.0.0.1 --port 8443
+	  --host 127.0.0.1 --port $(PORT)
+
+# The overlay has no caBundle: without this patch every call fails with "x509:
+# certificate signed by unknown authority".
+local-webhook: $(RUN_DIR)/tls/tls.crt ## register `make run` (same PORT) with the current kubectl context's API server on this host, caBundle included
+	$(KUBECTL) apply -k manifests/overlays/local
+	$(KUBECTL) patch mutatingwebhookconfiguration schemagate --type=json -p \
+	  '[{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "'"$$(base64 -w0 $(RUN_DIR)/tls/ca.crt)"'"}, {"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": "https://127.0.0.1:$(PORT)/mutate"}]'
 
 test: deps $(STAMP) ## run every tier: unit, component (real databases), reliability, e2e (a real API server), node (pods that run)
 	$(BIN)/pytest
@@ -60,6 +78,15 @@ lint: $(STAMP) ## ruff, mypy (strict on webhook/ and certs/) and the import-laye
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+$(LOCK): pyproject.toml | $(STAMP)
+	$(PIP_COMPILE) $(LOCK) pyproject.toml
+
+lock: $(STAMP) ## re-pin requirements.lock (with hashes) after pyproject.toml changed; keeps existing pins
+	$(PIP_COMPILE) $(LOCK) pyproject.toml
+
+lock-upgrade: $(STAMP) ## re-pin requirements.lock to the newest releases pyproject.toml allows
+	$(PIP_COMPILE) $(LOCK) --upgrade pyproject.toml
+
 fuzz: $(STAMP) ## long property-based fuzzing run of the codec and decisions
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/unit/test_fuzz.py -q
 
@@ -73,7 +100,7 @@ bench: $(STAMP) ## benchmark against a bare aiohttp reference server (~6 min); p
 	fi
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-image: ## build the container image (needs a Docker engine)
+image: $(LOCK) ## build the container image from requirements.lock (needs a Docker engine)
 	docker build -t schemagate:dev .
 
 deploy: ## install into the current kubectl context

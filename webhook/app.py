@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from prometheus_client import Counter, Histogram
 
 from webhook import decide, review
@@ -95,8 +99,10 @@ def make_app(state: State) -> web.Application:
 
 async def mutate(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if state.tls is not None and state.tls.client_ca is not None and not _verified_peer(request):
-        return _bad(state, 403, "a client certificate signed by the --client-ca is required")
+    if state.tls is not None and state.tls.client_ca is not None:
+        refusal = _client_refusal(request)
+        if refusal is not None:
+            return _bad(state, 403, refusal)
     if request.content_type != "application/json":
         return _bad(
             state, 415, f"content type must be application/json, got {request.content_type}"
@@ -205,10 +211,31 @@ def _decision(answer: AdmissionResponse) -> str:
     return "patched" if answer.patch else "allowed"
 
 
-def _verified_peer(request: web.Request) -> bool:
-    """Whether the client presented a certificate; TLS has already verified any it did."""
+def _client_refusal(request: web.Request) -> str | None:
+    """Why /mutate refuses this client, or None. TLS has verified any certificate it
+    presented against the --client-ca; OpenSSL accepts one without an extended key usage
+    for any purpose, so its clientAuth is checked here."""
     transport = request.transport
-    return transport is not None and bool(transport.get_extra_info("peercert"))
+    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+    der = sslobj.getpeercert(binary_form=True) if isinstance(sslobj, ssl.SSLObject) else None
+    if not der:
+        return "a client certificate signed by the --client-ca is required"
+    if not _client_auth(der):
+        return "the client certificate must carry the clientAuth extended key usage"
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _client_auth(der: bytes) -> bool:
+    """Whether a certificate allows client authentication (cached: the API server
+    presents the same one on every connection)."""
+    try:
+        usage = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+            x509.ExtendedKeyUsage
+        )
+    except x509.ExtensionNotFound:
+        return False
+    return ExtendedKeyUsageOID.CLIENT_AUTH in usage.value
 
 
 def _bad(state: State, status: int, reason: str) -> web.Response:

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 
 from webhook import logs
-from webhook.config import ConfigError, load_config
+from webhook.config import ConfigError, StartupError, load_config
+
+# Where a pod finds its own namespace (mounted with its service-account token), and the
+# namespace the shipped manifests install into, for a server run outside a pod.
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+INSTALL_NAMESPACE = "schemagate-system"
+
+
+def own_namespace(given: str | None, found_in: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The namespace never to gate: as given, else the pod's own, else the install's."""
+    if given:
+        return given
+    try:
+        return found_in.read_text(encoding="utf-8").strip() or INSTALL_NAMESPACE
+    except OSError:
+        return INSTALL_NAMESPACE
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -44,14 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="PEM private key, reloaded on change [SCHEMAGATE_TLS_KEY]",
     )
     serve.add_argument(
+        "--tls-wait",
+        default=_env("TLS_WAIT", "0"),
+        help="seconds to wait for the --tls-cert/--tls-key files to appear, e.g. a mounted "
+        "Secret that the certificate bootstrap has not created yet [SCHEMAGATE_TLS_WAIT] "
+        "(default 0: they must exist at start)",
+    )
+    serve.add_argument(
         "--host",
         default=_env("HOST", "0.0.0.0"),
         help="address to listen on [SCHEMAGATE_HOST] (default 0.0.0.0)",
     )
     serve.add_argument(
         "--port",
-        type=int,
-        default=int(_env("PORT", "8443") or 8443),
+        default=_env("PORT", "8443"),
         help="port to listen on [SCHEMAGATE_PORT] (default 8443)",
     )
     serve.add_argument(
@@ -62,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--namespace",
         default=_env("NAMESPACE"),
-        help="the webhook's own namespace, never mutated [SCHEMAGATE_NAMESPACE]",
+        help="the webhook's own namespace, never gated or mutated [SCHEMAGATE_NAMESPACE] "
+        f"(default: the pod's service-account namespace, else {INSTALL_NAMESPACE})",
     )
     serve.add_argument(
         "--cert-secret",
@@ -127,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a CA rotation (old and new CA overlap in the caBundle)",
     )
     boot.add_argument(
+        "--every",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="keep running and repeat the round this often (renewal and CA rotation); "
+        "a failed round is logged and retried at the next (default 0: one round)",
+    )
+    boot.add_argument(
         "--kubeconfig",
         default=os.environ.get("KUBECONFIG"),
         help="kubeconfig outside a pod (default: in-cluster, then $KUBECONFIG)",
@@ -148,6 +180,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level)
     try:
+        port = _port(args.port)
+        tls_wait = _seconds(args.tls_wait, "--tls-wait/SCHEMAGATE_TLS_WAIT")
         config = load_config(args.config)
         cert_secret = None
         if args.cert_secret:
@@ -170,17 +204,19 @@ def _serve(args: argparse.Namespace) -> int:
             tls_cert=Path(args.tls_cert),
             tls_key=Path(args.tls_key),
             host=args.host,
-            port=args.port,
+            port=port,
             client_ca=Path(args.client_ca) if args.client_ca else None,
-            namespace=args.namespace,
+            namespace=own_namespace(args.namespace),
             cert_secret=cert_secret,
+            tls_wait=tls_wait,
         )
-        if cert_secret is None:
-            _check_readable(options.tls_cert, options.tls_key)
         _check_readable(options.client_ca)
         run(options)
     except ConfigError as exc:
         print(f"schemagate: config error: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"schemagate: {exc}", file=sys.stderr)
         return 2
     except BootstrapError as exc:
         print(f"schemagate: {exc}", file=sys.stderr)
@@ -191,6 +227,22 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise StartupError(f"--port/SCHEMAGATE_PORT: {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def _seconds(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise StartupError(f"{name}: {text!r} is not a number of seconds (0-86400)")
+    return value
 
 
 def _check_readable(*paths: Path | None) -> None:
@@ -214,7 +266,7 @@ def _certs(args: argparse.Namespace) -> int:
 
 async def _bootstrap(args: argparse.Namespace) -> int:
     from certs.bootstrap import BootstrapError
-    from webhook.certsync import CertSecret, ensure
+    from webhook.certsync import UNCHANGED, CertSecret, ensure, renew_forever
 
     target = CertSecret(
         args.namespace,
@@ -225,11 +277,25 @@ async def _bootstrap(args: argparse.Namespace) -> int:
         tuple(args.ip),
         args.rotate_ca,
     )
+    if args.every > 0:
+        logs.configure("info")
+        await _until_terminated(renew_forever(target, args.every))
+        return 0
     try:
         result = await ensure(target)
     except BootstrapError as exc:
         print(f"schemagate: {exc}", file=sys.stderr)
         return 1
-    for change in result.changes or ("nothing to do: the Secret and caBundle are valid",):
+    for change in result.changes or (UNCHANGED,):
         print(change)
     return 0
+
+
+async def _until_terminated(work: Coroutine[None, None, None]) -> None:
+    """Run `work` until SIGTERM or SIGINT, then exit cleanly (a pod being stopped)."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
+from webhook.review import show
 from webhook.tools import GATE_TOOLS, INJECT_TOOLS, gate_of
 
 URL_KEYS = ("url", "url_env", "url_file")
@@ -26,6 +27,11 @@ Policy = Literal["closed", "open"]
 
 class ConfigError(ValueError):
     """A configuration problem; str() is the one-line message naming the key."""
+
+
+class StartupError(ValueError):
+    """Another input given at start (a flag, a variable, a certificate file, the address to
+    listen on) is unusable; str() is one line naming it."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,11 @@ def load_config(path: str | Path) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config {path} is not valid YAML{where}") from None
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None)
+        raise ConfigError(
+            f"config {path} is not valid YAML{where}" + (f": {problem}" if problem else "")
+        ) from None
     return parse_config({} if data is None else data)
 
 
@@ -117,10 +126,12 @@ def _database(name: str, spec: object) -> DatabaseConfig:
     if "namespaces" not in body:
         raise ConfigError(f'{where}.namespaces: required (a list of namespaces, or ["*"])')
     namespaces = body["namespaces"]
-    if isinstance(namespaces, str):
-        namespaces = [namespaces]
     if not isinstance(namespaces, list) or not namespaces:
-        raise ConfigError(f'{where}.namespaces: must be a non-empty list of namespaces or "*"')
+        # A string such as "*,shop" is not split: it would name no namespace at all.
+        raise ConfigError(
+            f'{where}.namespaces: must be a non-empty list of namespaces, or ["*"] for any; '
+            f"got {type(namespaces).__name__} {show(namespaces)}"
+        )
     allowed = frozenset(_text(ns, f"{where}.namespaces") for ns in namespaces)
     schema = _optional_identifier(body.get("schema"), f"{where}.schema")
     table = _optional_identifier(body.get("table"), f"{where}.table")

@@ -58,6 +58,45 @@ class GateSpec:
     tool: str | None = None  # when named, it must be the database's configured tool
 
 
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """Every schemagate annotation a Deployment carries, each one checked on its own
+    whatever the mode (None: absent), so a malformed annotation is always a denial."""
+
+    tool: str | None
+    container: str | None
+    image: str | None
+    command: tuple[str, ...] | None
+    database: str | None
+    required: str | None
+    match: Match | None
+
+    def inject_spec(self) -> InjectSpec:
+        if self.tool is None:
+            raise Invalid(f"annotation {TOOL}: required; one of {', '.join(INJECT_TOOLS)}")
+        if self.tool == "command" and self.command is None:
+            raise Invalid(
+                f"annotation {COMMAND}: required when {TOOL} is command "
+                '(a JSON list of strings, e.g. ["./migrate", "up"])'
+            )
+        return InjectSpec(self.tool, self.container, self.image, self.command)
+
+    def gate_spec(self) -> GateSpec:
+        if self.database is None:
+            raise Invalid(
+                f"annotation {DATABASE}: required (the name of a database in the webhook config)"
+            )
+        if self.required is None:
+            raise Invalid(
+                f"annotation {SCHEMA_VERSION}: required (the schema version this release needs)"
+            )
+        if self.tool is not None and self.tool not in GATE_TOOLS:
+            raise Invalid(
+                f"annotation {TOOL}: {show(self.tool)} is not one of {', '.join(GATE_TOOLS)}"
+            )
+        return GateSpec(self.database, self.required, self.match, self.tool)
+
+
 def labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return _meta_map(obj, "labels")
 
@@ -86,33 +125,26 @@ def check_known(annots: Mapping[str, Any]) -> None:
             )
 
 
-def parse_inject(annots: Mapping[str, Any]) -> InjectSpec:
+def parse_annotations(annots: Mapping[str, Any]) -> Declared:
     check_known(annots)
-    tool = _choice(annots, TOOL, INJECT_TOOLS)
-    container = _optional_text(annots, CONTAINER)
+    tool = _choice(annots, TOOL, INJECT_TOOLS) if TOOL in annots else None
     image = _optional_text(annots, IMAGE)
     if IMAGE in annots and image is None:
         raise Invalid(
             f"annotation {IMAGE}: must not be empty; omit it to use the app container's image"
         )
-    command = _command(annots)
-    if tool == "command" and command is None:
-        raise Invalid(
-            f"annotation {COMMAND}: required when {TOOL} is command "
-            '(a JSON list of strings, e.g. ["./migrate", "up"])'
-        )
-    return InjectSpec(tool, container, image, command)
-
-
-def parse_gate(annots: Mapping[str, Any]) -> GateSpec:
-    check_known(annots)
-    database = _required_text(annots, DATABASE, "the name of a database in the webhook config")
-    required = _required_text(annots, SCHEMA_VERSION, "the schema version this release needs")
     match: Match | None = None
     if VERSION_MATCH in annots:
         match = _choice(annots, VERSION_MATCH, MATCHES)  # type: ignore[assignment]
-    tool = _choice(annots, TOOL, GATE_TOOLS) if TOOL in annots else None
-    return GateSpec(database, required, match, tool)
+    return Declared(
+        tool=tool,
+        container=_optional_text(annots, CONTAINER),
+        image=image,
+        command=_command(annots),
+        database=_optional_text(annots, DATABASE),
+        required=_version(annots),
+        match=match,
+    )
 
 
 def _meta_map(obj: Mapping[str, Any] | None, key: str) -> Mapping[str, Any]:
@@ -123,8 +155,6 @@ def _meta_map(obj: Mapping[str, Any] | None, key: str) -> Mapping[str, Any]:
 
 def _choice(annots: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
     value = annots.get(key)
-    if value is None:
-        raise Invalid(f"annotation {key}: required; one of {', '.join(allowed)}")
     if value not in allowed:
         raise Invalid(f"annotation {key}: {show(value)} is not one of {', '.join(allowed)}")
     return str(value)
@@ -146,10 +176,13 @@ def _optional_text(annots: Mapping[str, Any], key: str) -> str | None:
     return value or None
 
 
-def _required_text(annots: Mapping[str, Any], key: str, what: str) -> str:
-    value = _optional_text(annots, key)
-    if value is None:
-        raise Invalid(f"annotation {key}: required ({what})")
+def _version(annots: Mapping[str, Any]) -> str | None:
+    value = _optional_text(annots, SCHEMA_VERSION)
+    if value is not None and not value.isascii():
+        # Superscript, Arabic-Indic or fullwidth digits would otherwise pass as numbers.
+        raise Invalid(
+            f"annotation {SCHEMA_VERSION}: {show(value)} must contain only ASCII characters"
+        )
     return value
 
 

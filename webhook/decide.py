@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import jsonpatch
+
 from webhook import contract, gate, inject
 from webhook.config import Config
 from webhook.contract import Invalid
@@ -56,13 +58,15 @@ def admit(request: AdmissionRequest, config: Config, route: str) -> AdmissionRes
         return _with_cleanup(allowed(), inject.plan_removal(obj))
     try:
         contract.mode_of(obj)
-        annotations = contract.annotations_of(obj)
+        declared = contract.parse_annotations(contract.annotations_of(obj))
         if route == "inject":
-            plan = inject.plan_injection(obj, contract.parse_inject(annotations), config)
+            gate.check_declared(request, declared, config)
+            plan = inject.plan_injection(obj, declared.inject_spec(), config)
             return patched(plan.ops, plan.warnings)
-        spec = contract.parse_gate(annotations)
+        spec = declared.gate_spec()
         cleanup = inject.plan_removal(obj)
-        if not gate.needs_check(request):
+        stored = jsonpatch.apply_patch(obj, cleanup) if cleanup else obj
+        if not gate.needs_check(request, stored):
             return _with_cleanup(allowed(), cleanup)
         return PendingGate(gate.plan_gate(request, spec, config), cleanup)
     except Invalid as exc:

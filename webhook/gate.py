@@ -1,7 +1,7 @@
 """Gate mode: does the recorded schema satisfy what a Deployment declares? Pure.
 
-`plan_gate` decides from the request alone whether a lookup is needed (and refuses
-bad annotations, unknown databases and foreign namespaces without any I/O);
+`needs_check` and `plan_gate` decide from the request alone whether a lookup is needed
+(and refuse bad annotations, unknown databases and foreign namespaces without any I/O);
 `decide_gate` turns what the lookup layer fetched into the answer.
 """
 
@@ -14,15 +14,18 @@ from typing import Any
 from webhook.config import Config, DatabaseConfig
 from webhook.contract import (
     DATABASE,
+    LABEL,
     SCHEMA_VERSION,
     TOOL,
     VERSION_MATCH,
+    Declared,
     GateSpec,
     Invalid,
     Match,
+    labels_of,
 )
 from webhook.review import AdmissionRequest, AdmissionResponse, allowed, denied
-from webhook.tools import gate_of
+from webhook.tools import GATE_TOOLS, gate_of
 from webhook.tools.base import iso
 from webhook.versions import Recorded, is_version, version_key
 
@@ -41,57 +44,86 @@ class GateCheck:
 
 @dataclass(frozen=True, slots=True)
 class Unreachable:
-    """The database could not be read within the deadline; `reason` is safe to show."""
+    """The database could not be read within the deadline; `reason` is the kind of
+    failure (authentication failed, timed out, ...), safe to show to any tenant."""
 
     reason: str
 
 
-def needs_check(request: AdmissionRequest) -> bool:
-    """CREATE always; UPDATE only when the pod template or the declared version changed.
+def needs_check(request: AdmissionRequest, stored: Mapping[str, Any]) -> bool:
+    """CREATE always; UPDATE when the Deployment enters gate mode, or when the pod template
+    as it will be stored (`stored`: the object after schemagate's own patch) or the
+    declared requirement changed.
 
     Scaling, label and other metadata edits never wait on (or get blocked by) the database.
     """
-    if request.operation == "CREATE" or request.old_object is None:
+    old = request.old_object
+    if request.operation == "CREATE" or old is None:
         return True
-    new, old = request.object or {}, request.old_object
-    if _template(new) != _template(old):
+    if labels_of(old).get(LABEL) != "gate":
+        return True  # a change of mode into gate is a release: e.g. inject -> gate
+    if _template(stored) != _template(old):
         return True
     keys = (DATABASE, SCHEMA_VERSION, VERSION_MATCH)
-    return any(_annotation(new, key) != _annotation(old, key) for key in keys)
+    return any(_annotation(stored, key) != _annotation(old, key) for key in keys)
 
 
 def plan_gate(request: AdmissionRequest, spec: GateSpec, config: Config) -> GateCheck:
-    db = config.databases.get(spec.database)
-    if db is None:
-        known = ", ".join(sorted(config.databases)) or "none configured"
-        raise Invalid(
-            f"annotation {DATABASE}: unknown database {spec.database!r}; the webhook knows: {known}"
-        )
-    if not db.allows(request.namespace):
-        raise Invalid(
-            f"namespace {request.namespace!r} may not gate on database {db.name!r}; "
-            "ask the webhook's operators to add it to the database's namespaces"
-        )
+    db = _database(request.namespace, spec.database, config)
     if spec.tool is not None and spec.tool != db.tool:
         raise Invalid(
             f"annotation {TOOL}: {spec.tool!r} does not match database {db.name!r}, which "
             f"the webhook reads as {db.tool}; fix the annotation or remove it"
         )
-    tool = gate_of(db.tool)
-    match: Match = spec.match or tool.matches[0]
-    if match not in tool.matches:
-        raise Invalid(_only_match(db.tool, tool.compare, tool.matches[0]))
-    if tool.compare != "ordered" and not required_names(spec.required):
+    match = _check_version(db.tool, spec.required, spec.match)
+    return GateCheck(request.ref, db, spec.required, match)
+
+
+def check_declared(request: AdmissionRequest, declared: Declared, config: Config) -> None:
+    """Gate annotations on a Deployment in another mode must still be valid: the same
+    database and version checks as in gate mode, for what is present."""
+    tool = declared.tool
+    if declared.database is not None:
+        tool = _database(request.namespace, declared.database, config).tool
+    if declared.required is not None and tool is not None and tool in GATE_TOOLS:
+        _check_version(tool, declared.required, declared.match)
+
+
+def _database(namespace: str, name: str, config: Config) -> DatabaseConfig:
+    db = config.databases.get(name)
+    if db is None:
+        # Only the databases this namespace may use: other tenants' names stay private.
+        usable = sorted(n for n, d in config.databases.items() if d.allows(namespace))
         raise Invalid(
-            f"annotation {SCHEMA_VERSION}: {spec.required!r} names nothing; expected one "
+            f"annotation {DATABASE}: unknown database {name!r}; namespace {namespace!r} "
+            f"may use: {', '.join(usable) or 'none'}"
+        )
+    if not db.allows(namespace):
+        raise Invalid(
+            f"namespace {namespace!r} may not gate on database {db.name!r}; "
+            "ask the webhook's operators to add it to the database's namespaces"
+        )
+    return db
+
+
+def _check_version(name: str, required: str, declared: Match | None) -> Match:
+    """The match to use (the declared one, else the tool's default), after refusing one
+    the tool cannot do and a requirement it cannot read."""
+    tool = gate_of(name)
+    match = declared or tool.matches[0]
+    if match not in tool.matches:
+        raise Invalid(_only_match(name, tool.compare, tool.matches[0]))
+    if tool.compare != "ordered" and not required_names(required):
+        raise Invalid(
+            f"annotation {SCHEMA_VERSION}: {required!r} names nothing; expected one "
             "name, or several separated by commas"
         )
-    if tool.compare == "ordered" and not is_version(spec.required):
+    if tool.compare == "ordered" and not is_version(required):
         raise Invalid(
-            f"annotation {SCHEMA_VERSION}: {spec.required!r} is not a {db.tool} version; "
+            f"annotation {SCHEMA_VERSION}: {required!r} is not a {name} version; "
             "expected dotted numbers such as 42 or 1.10"
         )
-    return GateCheck(request.ref, db, spec.required, match)
+    return match
 
 
 def _only_match(tool: str, compare: str, match: Match) -> str:
@@ -112,7 +144,9 @@ def decide_gate(
     need = f"{check.ref} needs {_requirement(check)}"
     name = check.db.name
     if isinstance(found, Unreachable):
-        reason = f"{need}, but {name} could not be read: {found.reason}."
+        reason = (
+            f"{need}, but {name} could not be read: {found.reason} (details in the webhook log)."
+        )
         if config.on_unreachable == "open":
             return allowed([f"schemagate: {reason} Admitted unchecked (on_unreachable: open)."])
         return denied(

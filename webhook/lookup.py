@@ -88,9 +88,10 @@ class Lookups:
             found = await self._sources[name].lookup()
             result = "recorded" if found.table_present else "no_table"
         except SourceError as exc:
-            found = Unreachable(str(exc))
+            # The denial names the kind of failure only; the detail is for operators.
+            found = Unreachable(exc.kind)
             result = "timeout" if exc.timed_out else "unreachable"
-            log.warning("gate lookup on database %s failed: %s", name, exc)
+            log.warning("gate lookup on database %s failed (%s): %s", name, exc.kind, exc)
         taken = self._clock()
         self._observe(name, result, taken - started)
         self._cache[name] = _Snapshot(found, taken)

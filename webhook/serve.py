@@ -18,13 +18,18 @@ from aiohttp import web
 
 from webhook.app import State, make_app
 from webhook.certsync import CertSecret, sync_forever, sync_once
-from webhook.config import Config
+from webhook.config import Config, StartupError
 from webhook.lookup import Lookups
 from webhook.metrics import Metrics
 from webhook.sources import open_source
-from webhook.tls import ServingTLS
+from webhook.tls import REFUSALS, Refusal, ServingTLS
 
 log = logging.getLogger(__name__)
+
+
+WAIT_POLL_SECONDS = 0.5
+# How long a refused client gets to read its TLS alert before the connection closes.
+ALERT_LINGER_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class ServeOptions:
     client_ca: Path | None = None
     namespace: str | None = None  # the webhook's own namespace, never gated or mutated
     cert_secret: CertSecret | None = None  # bootstrap the TLS files from this Secret
+    tls_wait: float = 0.0  # seconds the TLS files may take to appear (a mounted Secret)
     grace_seconds: float = 15.0
     reload_seconds: float = 1.0
     limits: Limits = field(default_factory=Limits)
@@ -82,6 +88,8 @@ async def serve(options: ServeOptions) -> None:
     metrics = Metrics()
     if options.cert_secret is not None:
         await sync_once(options.cert_secret, options.tls_cert.parent)
+    else:
+        await _wait_for_files(options.tls_cert, options.tls_key, options.tls_wait)
     tls = ServingTLS(
         options.tls_cert,
         options.tls_key,
@@ -149,6 +157,29 @@ async def serve(options: ServeOptions) -> None:
     log.info("stopped")
 
 
+async def _wait_for_files(cert: Path, key: Path, wait: float) -> None:
+    """Until both files exist, for at most `wait` seconds: a Secret volume marked optional
+    is mounted empty and filled in by kubelet once the bootstrap has created the Secret."""
+    deadline = asyncio.get_running_loop().time() + wait
+    missing = [path for path in (cert, key) if not path.is_file()]
+    waiting = bool(missing) and wait > 0
+    if waiting:
+        log.info(
+            "waiting up to %g s for %s: not there yet (a mounted Secret the certificate "
+            "bootstrap has not created, or kubelet has not refreshed yet)",
+            wait,
+            " and ".join(map(str, missing)),
+        )
+    while missing:
+        if asyncio.get_running_loop().time() >= deadline:
+            waited = f" after waiting {wait:g} s" if wait > 0 else ""
+            raise StartupError(f"{missing[0]}: no such file{waited}")
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+        missing = [path for path in (cert, key) if not path.is_file()]
+    if waiting:
+        log.info("serving certificate files found", extra={"cert": str(cert)})
+
+
 class GuardedSite(web.BaseSite):
     """A TLS listener that enforces `Limits`, in place of aiohttp's TCPSite.
 
@@ -183,18 +214,23 @@ class GuardedSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        found = await loop.getaddrinfo(
-            self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        for family, kind, proto, _, address in dict.fromkeys(found):
-            sock = socket.socket(family, kind, proto)
-            self._sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(self._backlog)
-            sock.setblocking(False)
+        try:
+            found = await loop.getaddrinfo(
+                self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            for family, kind, proto, _, address in dict.fromkeys(found):
+                sock = socket.socket(family, kind, proto)
+                self._sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(self._backlog)
+                sock.setblocking(False)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {self._host}:{self._port}: {exc.strerror or exc}"
+            ) from None
         for sock in self._sockets:
             self._spawn(self._accept(sock))
 
@@ -233,8 +269,11 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         guard = _Guard(server(), self._limits.header_seconds, self._slots.release)
+        loop = asyncio.get_running_loop()
+        refusal = Refusal(conn)
+        REFUSALS.set(refusal)  # this task's context: the connection's callbacks copy it
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(
+            await loop.connect_accepted_socket(
                 lambda: guard,
                 conn,
                 ssl=self._ssl_context,
@@ -243,11 +282,28 @@ class GuardedSite(web.BaseSite):
         except BaseException as exc:
             # The handshake failed, timed out, or the server is stopping: aiohttp never
             # saw this connection, so free its slot here.
-            guard.release()
-            conn.close()
+            try:
+                if refusal.held is not None and isinstance(exc, Exception):
+                    await _send_alert(loop, refusal.held, refusal.alert)
+            finally:
+                guard.release()
+                conn.close()
+                if refusal.held is not None:
+                    refusal.held.close()
             if not isinstance(exc, Exception):
                 raise
             log.debug("TLS handshake failed: %s", exc)
+
+
+async def _send_alert(loop: asyncio.AbstractEventLoop, conn: socket.socket, alert: bytes) -> None:
+    """Send a refused client its alert, then close without a reset: a close with unread
+    data (the rest of its handshake) would reset the connection and lose the alert."""
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(ALERT_LINGER_SECONDS):
+            await loop.sock_sendall(conn, alert)
+            conn.shutdown(socket.SHUT_WR)
+            while await loop.sock_recv(conn, 4096):
+                pass
 
 
 class _Guard(asyncio.Protocol):

@@ -43,7 +43,7 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     """
     parts: list[tuple[int, int | str]] = []
     for piece in _SPLIT.split(version.strip()):
-        if piece.isdigit():
+        if _digits(piece):
             parts.append((0, int(piece)))
         else:
             parts.append((1, piece))
@@ -54,4 +54,10 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
 
 def is_version(text: str) -> bool:
     """True for a dotted numeric version such as `42`, `1.10` or `20240101120000`."""
-    return bool(text) and all(p.isdigit() for p in _SPLIT.split(text))
+    return bool(text) and all(_digits(p) for p in _SPLIT.split(text))
+
+
+def _digits(piece: str) -> bool:
+    # str.isdigit() is also true for superscript, Arabic-Indic and fullwidth digits, which
+    # int() rejects or reads as other numbers; versions are ASCII.
+    return piece.isascii() and piece.isdigit()

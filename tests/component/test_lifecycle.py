@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sqlite3
@@ -146,7 +147,11 @@ def test_certificate_files_are_reloaded_without_dropping_connections(
             "schemagate: config error: lookups: unknown key; expected one of "
             "databases, lookup, on_unreachable, inject",
         ),
-        ("a: [\n", "schemagate: config error: config {path} is not valid YAML at line 2"),
+        (
+            "a: [\n",
+            "schemagate: config error: config {path} is not valid YAML at line 2, column 1: "
+            "expected the node content, but found '<stream end>'",
+        ),
     ],
 )
 def test_a_bad_config_stops_the_server_with_one_line(
@@ -193,5 +198,21 @@ def test_readyz_fails_once_the_certificate_has_expired(config: Path, tmp_path: P
         assert status == 503
         assert body.decode().startswith("serving certificate expired at ")
         assert served.request("GET", "/healthz") == (200, b"ok\n")
+    finally:
+        assert served.stop() == 0
+
+
+def test_without_namespace_the_installs_own_namespace_is_never_gated(
+    config: Path, tls_dir: Path, tmp_path: Path
+) -> None:
+    # As under `make run`: no --namespace, no SCHEMAGATE_NAMESPACE, not in a pod.
+    assert "SCHEMAGATE_NAMESPACE" not in os.environ
+    served = start(config, tls_dir, tmp_path / "serve.log")
+    try:
+        gated = labelled(deployment(), "gate", {"schemagate.dev/database": "orders"})
+        own = review(gated, namespace="schemagate-system")
+        other = review(gated, namespace="shop")
+        assert served.admit(own)["response"] == {"uid": own["request"]["uid"], "allowed": True}
+        assert served.admit(other)["response"]["allowed"] is False
     finally:
         assert served.stop() == 0

@@ -322,12 +322,15 @@ class ControlPlane:
         *,
         with_controller_manager: bool = True,
         address: str = "127.0.0.1",
+        admission_config: Path | None = None,
     ) -> None:
         """`address`: where the API server listens; the node tier uses its pod network's
         gateway, which the host and the pods both reach."""
         self.binaries = binaries
         self.address = address
         self.with_controller_manager = with_controller_manager
+        # --admission-control-config-file: e.g. the client certificate it presents to webhooks
+        self.admission_config = admission_config
         self._own_dir = state_dir is None
         # etcd fsyncs on every write; a tmpfs keeps that off the disk (test data only).
         # mkdtemp makes a private (0700) directory with an unpredictable name.
@@ -534,6 +537,11 @@ class ControlPlane:
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+            *(
+                [f"--admission-control-config-file={self.admission_config}"]
+                if self.admission_config
+                else []
+            ),
             "--profiling=false",
             # Call a webhook Service at its endpoints' pod addresses: no kube-proxy routes
             # ClusterIPs here (the node tier's webhook runs as pods).

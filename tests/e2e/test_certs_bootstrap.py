@@ -63,7 +63,9 @@ CONFIGURATION = "schemagate-certs-e2e"
 SETTLE = timedelta(seconds=4)
 ROUND_INTERVAL = 0.5
 MAX_ROUNDS = 60
-ACCOUNT = f"system:serviceaccount:{OWN_NAMESPACE}:schemagate"
+# The bootstrap's own identity, and the serving pods' (which must hold no such right).
+CERTS_ACCOUNT = "schemagate-certs"
+SERVING_ACCOUNT = "schemagate"
 
 
 @dataclass
@@ -265,9 +267,10 @@ def shipped_rbac(kubectl: Kubectl) -> None:
     kubectl.apply_objects(base_rbac_objects())
 
 
-def can_i(kubectl: Kubectl, *args: str) -> bool:
+def can_i(kubectl: Kubectl, *args: str, account: str = CERTS_ACCOUNT) -> bool:
     # The last --namespace given wins, so a check can name another namespace.
-    result = kubectl("auth", "can-i", f"--namespace={OWN_NAMESPACE}", *args, f"--as={ACCOUNT}")
+    user = f"system:serviceaccount:{OWN_NAMESPACE}:{account}"
+    result = kubectl("auth", "can-i", f"--namespace={OWN_NAMESPACE}", *args, f"--as={user}")
     assert result.stdout.strip() in ("yes", "no"), result.stderr
     return result.stdout.strip() == "yes"
 
@@ -284,6 +287,47 @@ def test_rbac_refuses_everything_else(kubectl: Kubectl, check: tuple[str, ...]) 
     assert not can_i(kubectl, *check)
 
 
+@pytest.mark.usefixtures("shipped_rbac")
+@pytest.mark.parametrize("check", [*NEEDED, *REFUSED], ids=" ".join)
+def test_serving_pods_may_do_none_of_it(kubectl: Kubectl, check: tuple[str, ...]) -> None:
+    """A stolen serving token cannot rewrite the webhook (widen its rules, point it
+    elsewhere, drop its objectSelector) nor read the CA's key: it mounts the Secret."""
+    assert not can_i(kubectl, *check, account=SERVING_ACCOUNT)
+
+
+@pytest.mark.usefixtures("shipped_rbac")
+def test_serving_account_cannot_patch_the_webhook_configuration(kubectl: Kubectl) -> None:
+    """The attack of the issue, as a server-side dry run: widen the rules to */*."""
+    with restored(kubectl, shipped_configuration(kubectl), OWN_NAMESPACE):
+        widen = json.dumps(
+            [{"op": "replace", "path": "/webhooks/0/rules/0/resources", "value": ["*/*"]}]
+        )
+        attempts = {
+            account: kubectl(
+                "patch",
+                "mutatingwebhookconfiguration",
+                WEBHOOK_CONFIGURATION,
+                "--type=json",
+                "-p",
+                widen,
+                "--dry-run=server",
+                f"--as=system:serviceaccount:{OWN_NAMESPACE}:{account}",
+            )
+            for account in (SERVING_ACCOUNT, CERTS_ACCOUNT)
+        }
+    refused = attempts[SERVING_ACCOUNT]
+    assert refused.returncode != 0
+    # kubectl reads the object before patching it; the serving account may not even read it.
+    assert (
+        'mutatingwebhookconfigurations.admissionregistration.k8s.io "schemagate" is forbidden: '
+        f'User "system:serviceaccount:{OWN_NAMESPACE}:{SERVING_ACCOUNT}" cannot get resource '
+        '"mutatingwebhookconfigurations" in API group "admissionregistration.k8s.io" at the '
+        "cluster scope"
+    ) in refused.stderr
+    # The bootstrap's identity may (it writes the caBundle): the RBAC is what separates them.
+    assert attempts[CERTS_ACCOUNT].returncode == 0, attempts[CERTS_ACCOUNT].stderr
+
+
 def shipped_configuration(kubectl: Kubectl) -> dict[str, Any]:
     # Port 1: nothing listens, and nothing labelled is created while it is registered.
     return webhook_configuration(render_local_overlay(kubectl, 1, b""), WEBHOOK_CONFIGURATION)
@@ -294,7 +338,7 @@ async def test_bootstrap_with_the_service_account_token(
     cluster: ControlPlane, kubectl: Kubectl, tmp_path: Path
 ) -> None:
     kubeconfig = token_kubeconfig(
-        cluster, kubectl, OWN_NAMESPACE, "schemagate", tmp_path / "kubeconfig"
+        cluster, kubectl, OWN_NAMESPACE, CERTS_ACCOUNT, tmp_path / "kubeconfig"
     )
     with restored(kubectl, shipped_configuration(kubectl), OWN_NAMESPACE):
         replica = Replica(kubeconfig, OWN_NAMESPACE, WEBHOOK_CONFIGURATION, tmp_path / "tls")
@@ -350,7 +394,7 @@ async def test_bootstrap_refused_names_the_resource_and_verb(
                 "roleRef": {
                     "apiGroup": "rbac.authorization.k8s.io",
                     "kind": "ClusterRole",
-                    "name": "schemagate",
+                    "name": CERTS_ACCOUNT,
                 },
                 "subjects": [
                     {"kind": "ServiceAccount", "name": account, "namespace": OWN_NAMESPACE}

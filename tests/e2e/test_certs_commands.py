@@ -160,3 +160,39 @@ def test_serve_bootstraps_its_certificate_before_listening(
     finally:
         proc.terminate()
         assert proc.wait(20) == 0, log.read_text()
+
+
+def test_certs_bootstrap_every_keeps_running_until_sigterm(
+    cluster: ControlPlane, kubectl: Kubectl, configuration: str, tmp_path: Path
+) -> None:
+    """What the schemagate-certs Deployment runs: a round at once, more every interval,
+    a clean exit on SIGTERM (the pod being stopped)."""
+    log = tmp_path / "certs.log"
+    proc = subprocess.Popen(
+        [
+            str(server.SCHEMAGATE),
+            "certs",
+            "bootstrap",
+            f"--namespace={NAMESPACE}",
+            "--service=schemagate",
+            f"--secret={SECRET}",
+            f"--webhook-configuration={configuration}",
+            "--every=1",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while log.read_text().count("nothing to do: the Secret and caBundle are valid") < 2:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        data, _, _ = secret_data(kubectl, NAMESPACE)
+        assert _bundle(kubectl, configuration) == data["ca.crt"]
+        assert f"certificates: created secret {NAMESPACE}/{SECRET}" in log.read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0, log.read_text()

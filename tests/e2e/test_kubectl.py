@@ -337,6 +337,42 @@ def test_gate_denies_until_migrated_and_never_blocks_scaling(
     assert stored(kubectl, "api", ns)["spec"]["replicas"] == 2
 
 
+def test_a_label_flip_from_inject_to_gate_is_gated(
+    kubectl: Kubectl, new_namespace: NewNamespace, tmp_path: Path
+) -> None:
+    """Issue 13 item 1, as the trial ran it: `kubectl label ... migrate=gate --overwrite` on
+    an injected Deployment rolls new pods (schemagate takes its init container out), so
+    the gate judges it; orders records 41, the Deployment declares 99."""
+    ns = new_namespace("flip")
+    doc = app_deployment(
+        "sw",
+        ns,
+        mode="inject",
+        annotations={
+            "schemagate.dev/tool": "flyway",
+            "schemagate.dev/database": "orders",
+            "schemagate.dev/schema-version": "99",
+        },
+    )
+    assert kubectl("apply", "-f", write(tmp_path, doc)).returncode == 0
+    before = stored(kubectl, "sw", ns)
+    assert INJECTED in init_container_names(before)
+
+    flipped = kubectl("label", "deploy", "sw", "-n", ns, f"{LABEL}=gate", "--overwrite")
+
+    message = (
+        f"{ns}/sw needs schema orders >= 99 (flyway); orders records 41 "
+        "(applied 2026-11-20T10:00:00Z). Run the migrations first, then re-apply."
+    )
+    assert flipped.returncode != 0
+    assert f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}' in (
+        flipped.stderr
+    ), flipped.stderr
+    after = stored(kubectl, "sw", ns)
+    assert after["metadata"]["labels"][LABEL] == "inject"
+    assert pod_spec(after) == pod_spec(before)
+
+
 # --- 6 ---------------------------------------------------------------------------------
 
 

@@ -16,6 +16,8 @@ from tests.e2e.harness import Kubectl
 from tests.node.stack import INSTALLED_IMAGE, NAMESPACE, Stack
 from tests.node.workloads import WEBHOOK, wait_serving, webhook_pods
 
+CERTS = "app.kubernetes.io/name=schemagate-certs"
+
 
 def test_runs_as_pods_from_the_image_built_here(stack: Stack, kube: Kubectl) -> None:
     built = stack.images["schemagate"].ref
@@ -47,7 +49,11 @@ def test_the_processes_are_non_root_on_a_read_only_root(kube: Kubectl) -> None:
         assert done.stdout.splitlines() == ["65532 65532", "Read-only file system"]
 
 
-def test_the_pods_bootstrapped_the_certificate_and_the_ca_bundle(kube: Kubectl) -> None:
+def test_the_bootstrap_pod_made_the_certificate_and_the_ca_bundle(kube: Kubectl) -> None:
+    # The schemagate-certs Deployment, under its own account, did it at install.
+    certs_logs = kube("logs", "-n", NAMESPACE, "-l", CERTS, "--tail=-1", check=True).stdout
+    assert f"certificates: created secret {NAMESPACE}/schemagate-tls" in certs_logs, certs_logs
+    assert "certificates: set caBundle of 1 webhook(s)" in certs_logs, certs_logs
     secret = kube.json("get", "secret", "schemagate-tls", "-n", NAMESPACE)
     config = kube.json("get", "mutatingwebhookconfiguration", "schemagate")
     ca_bundle = base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"])
@@ -58,6 +64,25 @@ def test_the_pods_bootstrapped_the_certificate_and_the_ca_bundle(kube: Kubectl) 
     logs = kube("logs", "-n", NAMESPACE, "-l", WEBHOOK, "--tail=-1", check=True).stdout
     reviews = [json.loads(line) for line in logs.splitlines() if '"uid"' in line]
     assert reviews, "no admission was logged by the webhook's pods"
+
+
+def test_the_serving_pods_hold_no_token_and_no_ca_key(kube: Kubectl) -> None:
+    """Least privilege as it runs: no service-account token to steal, and of the TLS
+    Secret only the serving pair (never ca.key), mounted read-only."""
+    probe = (
+        "import os\n"
+        "print(sorted(n for n in os.listdir('/run/schemagate/tls') if not n.startswith('.')))\n"
+        "print(os.path.exists('/var/run/secrets/kubernetes.io/serviceaccount'))\n"
+    )
+    pods = webhook_pods(kube)
+    assert pods
+    for pod in pods:
+        assert pod["spec"]["automountServiceAccountToken"] is False
+        name = pod["metadata"]["name"]
+        done = kube(
+            "exec", "-n", NAMESPACE, name, "--", "/opt/venv/bin/python", "-c", probe, check=True
+        )
+        assert done.stdout.splitlines() == ["['tls.crt', 'tls.key']", "False"]
 
 
 def test_the_disruption_budget_keeps_one_replica(kube: Kubectl) -> None:

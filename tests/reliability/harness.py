@@ -379,7 +379,7 @@ def issue_client(
     ca: KeyPair,
     common_name: str,
     *,
-    usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CLIENT_AUTH,
+    usage: x509.ObjectIdentifier | None = ExtendedKeyUsageOID.CLIENT_AUTH,
     now: datetime | None = None,
     lifetime: timedelta = timedelta(days=1),
 ) -> KeyPair:
@@ -393,7 +393,7 @@ def issue_client(
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
@@ -402,13 +402,14 @@ def issue_client(
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
-        .sign(ca_key, hashes.SHA256())
     )
+    if usage is not None:  # None: no extended key usage extension at all
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
     return KeyPair(
         cert.public_bytes(serialization.Encoding.PEM),
         key.private_bytes(

@@ -105,6 +105,77 @@ def test_only_tls_1_2_and_1_3_with_forward_secret_aead_ciphers(launch: Launch) -
     assert _handshake(served, served.context) == modern
 
 
+def _s_client(served: Served, *args: str) -> str:
+    """What openssl s_client prints when it connects with `args`, reading until the server
+    closes (-ign_eof: a TLS 1.3 client certificate is refused after the client finished)."""
+    proc = subprocess.run(
+        ["openssl", "s_client", "-ign_eof", "-connect", f"127.0.0.1:{served.port}", *args],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    return proc.stdout + proc.stderr
+
+
+def test_refused_handshakes_send_their_alert(launch: Launch, tmp_path: Path) -> None:
+    """An operator debugging the API server's TLS sees why, not an unexpected EOF."""
+    now = datetime.now(UTC)
+    client_ca, other_ca = issue_ca("api-server-client-ca", now=now), issue_ca("other", now=now)
+    (tmp_path / "client-ca.crt").write_bytes(client_ca.cert_pem)
+    served = launch("{}\n", extra=("--client-ca", str(tmp_path / "client-ca.crt")))
+    stranger = issue_client(other_ca, "kube-apiserver")
+    (tmp_path / "stranger.crt").write_bytes(stranger.cert_pem)
+    (tmp_path / "stranger.key").write_bytes(stranger.key_pem)
+    said = {
+        "TLS 1.1": _s_client(served, "-tls1_1"),
+        "TLS 1.2, AES128-SHA": _s_client(served, "-tls1_2", "-cipher", "AES128-SHA"),
+        **{
+            f"another CA's client certificate, {v}": _s_client(
+                served,
+                f"-{v}",
+                "-cert",
+                str(tmp_path / "stranger.crt"),
+                "-key",
+                str(tmp_path / "stranger.key"),
+            )
+            for v in ("tls1_2", "tls1_3")
+        },
+    }
+    expected = {
+        "TLS 1.1": "alert protocol version",
+        "TLS 1.2, AES128-SHA": "alert handshake failure",
+        "another CA's client certificate, tls1_2": "alert unknown ca",
+        "another CA's client certificate, tls1_3": "alert unknown ca",
+    }
+    for what, alert in expected.items():
+        assert alert in said[what] and "unexpected eof" not in said[what], (what, said[what])
+    # Python's client (the same OpenSSL) names the alert as well.
+    for version, reason in (
+        (ssl.TLSVersion.TLSv1_1, "TLSV1_ALERT_PROTOCOL_VERSION"),
+        (ssl.TLSVersion.TLSv1, "TLSV1_ALERT_PROTOCOL_VERSION"),
+    ):
+        with pytest.raises(ssl.SSLError) as caught:
+            _strict_handshake(served, _offering(served, version=version))
+        assert caught.value.reason == reason
+    with pytest.raises(ssl.SSLError) as caught:
+        _strict_handshake(
+            served, _offering(served, version=ssl.TLSVersion.TLSv1_2, ciphers="AES128-SHA")
+        )
+    assert caught.value.reason == "SSLV3_ALERT_HANDSHAKE_FAILURE"
+    # The server goes on serving.
+    assert _handshake(served, served.context) is not None
+
+
+def _strict_handshake(served: Served, context: ssl.SSLContext) -> None:
+    with (
+        socket.create_connection(("127.0.0.1", served.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1"),
+    ):
+        pass
+
+
 def _with_cert(served: Served, pair: KeyPair | None, tmp: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(served.tls_dir / "ca.crt"))
     if pair is not None:
@@ -154,17 +225,32 @@ def test_client_ca_serves_the_api_server_and_refuses_everyone_else(
         403,
         b"a client certificate signed by the --client-ca is required\n",
     )
-    # A certificate that does not verify ends the handshake.
-    for pair in refused.values():
-        with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
+    # A certificate that does not verify ends the handshake, with the alert that says why.
+    alerts = {}
+    for what, pair in refused.items():
+        with pytest.raises(ssl.SSLError) as caught:
             _call(served, _with_cert(served, pair, tmp_path), "GET", "/healthz")
+        alerts[what] = caught.value.reason
+    assert alerts == {
+        "signed by another CA": "TLSV1_ALERT_UNKNOWN_CA",
+        "serverAuth only": "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+        "expired": "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+    }
+    # OpenSSL accepts a certificate without any extended key usage for every purpose;
+    # /mutate requires clientAuth all the same.
+    no_usage = _with_cert(served, issue_client(client_ca, "kube-apiserver", usage=None), tmp_path)
+    assert _call(served, no_usage, "GET", "/healthz") == (200, b"ok\n")
+    assert _call(served, no_usage, "POST", "/mutate") == (
+        403,
+        b"the client certificate must carry the clientAuth extended key usage\n",
+    )
     report(
         "--client-ca",
-        4 + len(refused),
-        4,
+        6 + len(refused),
+        6,
         0,
-        "API server's cert: /mutate 200; no cert: probes 200, /mutate 403; "
-        f"refused at the handshake as they must be: {', '.join(refused)}",
+        "API server's cert: /mutate 200; no cert: probes 200, /mutate 403; no EKU: /mutate "
+        f"403; refused at the handshake with an alert as they must be: {', '.join(refused)}",
     )
 
 
@@ -332,11 +418,21 @@ def test_database_passwords_never_appear_in_logs_metrics_or_answers(
     texts.append(served.log.read_text())
     for text in texts:
         TRANSCRIPT.add(text)
-    # The failures were real, and said why.
-    said = "\n".join(texts)
-    assert 'nodb could not be read: database \\"no_such_db\\" does not exist' in said
-    assert "stranger could not be read: password authentication failed for user" in said
-    assert "down could not be read: [Errno 111] Conn" in said  # refused, in either wording
+    # The failures were real, and the denials said which kind; the drivers' own words
+    # (which name users, databases and hosts) reached the log only.
+    answered, logged = "\n".join(texts[:-1]), texts[-1]
+    for database, kind in (
+        ("nodb", "not found"),
+        ("stranger", "authentication failed"),
+        ("down", "connection refused"),
+    ):
+        assert f"{database} could not be read: {kind} (details in the webhook log)" in answered
+    for detail in (
+        'database \\"no_such_db\\" does not exist',
+        'user \\"stranger\\"',
+        "[Errno 111]",
+    ):
+        assert detail in logged and detail not in answered, detail
     # A bad URL in the configuration: the one-line error names the key, not the URL.
     broken = tmp_path / "broken.yaml"
     broken.write_text(

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.contract import InjectSpec, Invalid, mode_of, parse_gate, parse_inject
+from webhook.contract import InjectSpec, Invalid, mode_of, parse_annotations
 from webhook.tools import INJECT_TOOLS
 
 T = "schemagate.dev/tool"
 C = "schemagate.dev/command"
+V = "schemagate.dev/schema-version"
+
+
+def parse_inject(annotations: dict[str, str]) -> InjectSpec:
+    return parse_annotations(annotations).inject_spec()
+
+
+def parse_gate(annotations: dict[str, str]) -> object:
+    return parse_annotations(annotations).gate_spec()
 
 
 @pytest.mark.parametrize(
@@ -116,6 +125,48 @@ def test_inject_spec_with_everything() -> None:
 def test_bad_gate_annotations(annotations: dict[str, str], message: str) -> None:
     with pytest.raises(Invalid) as caught:
         parse_gate(annotations)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("version", ["4\u00b2", "\u0664\u0661", "\uff14\uff11", "4\u00e9"])
+def test_versions_are_ascii(version: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        parse_gate({"schemagate.dev/database": "orders", V: version})
+    assert str(caught.value) == (
+        f"annotation schemagate.dev/schema-version: {version!r} must contain only ASCII characters"
+    )
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        # Gate-mode annotations on an inject-mode Deployment, and the other way round:
+        # whatever the mode, each one present is checked.
+        (
+            {T: "flyway", V: "\u0664\u0661"},
+            "annotation schemagate.dev/schema-version: '\u0664\u0661' must contain only ASCII "
+            "characters",
+        ),
+        (
+            {T: "flyway", "schemagate.dev/version-match": "newest"},
+            "annotation schemagate.dev/version-match: 'newest' is not one of at-least, exact",
+        ),
+        (
+            {"schemagate.dev/database": "orders", V: "4", C: "not json"},
+            "annotation schemagate.dev/command: 'not json' is not valid JSON; must be a JSON "
+            'list of strings, e.g. ["flyway", "migrate"]',
+        ),
+        (
+            {"schemagate.dev/database": "orders", V: "4", "schemagate.dev/image": "x y"},
+            "annotation schemagate.dev/image: 'x y' must not contain spaces or control characters",
+        ),
+    ],
+)
+def test_every_annotation_is_checked_whatever_the_mode(
+    annotations: dict[str, str], message: str
+) -> None:
+    with pytest.raises(Invalid) as caught:
+        parse_annotations(annotations)
     assert str(caught.value) == message
 
 

@@ -27,6 +27,7 @@ from dockerfile_parse import DockerfileParser
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+LOCK = "requirements.lock"
 
 Instruction = dict[str, Any]
 
@@ -123,6 +124,34 @@ def test_final_stage_copies_only_the_venv() -> None:
     for run in of(final, "RUN"):
         # No package installs and no network tools in the image that runs.
         assert not re.search(r"\b(apt-get|apt|apk|curl|wget|pip install)\b", run["value"])
+
+
+def test_builder_installs_only_what_the_lock_pins_with_hashes() -> None:
+    """Reproducible: the venv holds what requirements.lock pins, each file checked against
+    its hash, and the project's wheel without any dependency resolution."""
+    (builder_run,) = of(stages()[0], "RUN")
+    commands = [" ".join(c.split()) for c in builder_run["value"].split("&&")]
+    assert "python -m venv --without-pip /opt/venv" in commands
+    installs = [c for c in commands if re.search(r"\bpip\b.*\binstall\b", c)]
+    assert installs == [
+        "python -m pip --python /opt/venv/bin/python install --no-deps --require-hashes "
+        "--only-binary :all: -r requirements.lock",
+        "python -m pip --python /opt/venv/bin/python install --no-deps /wheels/*.whl",
+    ]
+    assert "requirements.lock" in copy_sources(stages()[0])
+
+
+def test_no_pip_in_the_image_that_runs() -> None:
+    (final_run,) = of(stages()[-1], "RUN")
+    commands = [" ".join(c.split()) for c in final_run["value"].split("&&")]
+    # The base's interpreter by its full name: `python` is the venv's (PATH).
+    assert any(
+        c.startswith('/usr/local/bin/python3.11 -c "import pathlib, pip, shutil;') for c in commands
+    )
+    assert commands[-2:] == [
+        '! /usr/local/bin/python3.11 -c "import pip"',
+        '! python -c "import pip"',
+    ]
 
 
 def test_runs_as_numeric_non_root_user() -> None:
@@ -283,22 +312,38 @@ def test_wheel_holds_the_packages_and_the_entry_point(wheel: Path) -> None:
 
 @pytest.mark.component
 def test_venv_built_like_the_image_runs_the_entry_point(wheel: Path) -> None:
-    """python -m venv /opt/venv && /opt/venv/bin/pip install <wheel>, then the ENTRYPOINT.
+    """The builder's steps: a venv without pip, the lock installed into it with
+    --require-hashes, the wheel with --no-deps; then the ENTRYPOINT.
 
-    Dependencies come from the package index (pip's cache makes repeated runs fast).
+    Dependencies come from the package index alone, as in an image build (this machine's
+    pip configuration is set aside; pip's cache makes repeated runs fast).
     """
     venv = wheel.parent.parent / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    environment = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    install = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=environment,
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
     )
-    assert install.returncode == 0, f"pip install failed:\n{install.stderr}"
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_CONFIG_FILE": os.devnull,
+    }
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
+    for args in (
+        ["--no-deps", "--require-hashes", "--only-binary", ":all:", "-r", str(ROOT / LOCK)],
+        ["--no-deps", str(wheel)],
+    ):
+        install = subprocess.run(
+            [*pip, "--quiet", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env=environment,
+        )
+        assert install.returncode == 0, f"pip install failed:\n{install.stderr}"
+    assert not (venv / "bin" / "pip").exists()
+    no_pip = subprocess.run([str(venv / "bin" / "python"), "-c", "import pip"], check=False)
+    assert no_pip.returncode != 0, "the venv must not contain pip"
     # Run as the image does: no bytecode writes, from a directory with no sources in it.
     run_env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": ""}
     for args in (["--help"], ["serve", "--help"]):

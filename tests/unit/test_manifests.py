@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,6 +32,7 @@ Doc = dict[str, Any]
 
 NAMESPACE = "schemagate-system"
 NAME = "schemagate"
+CERTS = "schemagate-certs"  # the certificate bootstrap's Deployment and identity
 TLS_NAME = "schemagate-tls"  # the kubernetes.io/tls Secret with ca.crt, tls.crt, tls.key
 MIGRATE_LABEL = "schemagate.dev/migrate"
 
@@ -43,6 +46,7 @@ EXPECTED_KUSTOMIZATIONS = {
     "manifests/base/webhook",
     "manifests/overlays/local",
     "manifests/overlays/cert-manager",
+    "manifests/overlays/in-process-certs",
     "manifests/examples/argocd-presync",
     "manifests/examples/sync-waves",
     "manifests/examples/init-container",
@@ -239,7 +243,8 @@ def test_standalone_application_points_at_its_folder(path: str) -> None:
     source = application["spec"]["source"]
     assert source["path"] == PurePosixPath(path).parent.as_posix()
     assert (ROOT / source["path"] / "kustomization.yaml").is_file()
-    assert application["spec"]["destination"]["namespace"] == "shop"
+    kustomization = load_file(Path(source["path"]) / "kustomization.yaml")[0]
+    assert application["spec"]["destination"]["namespace"] == kustomization["namespace"]
     # The folder's kustomization must not include the Application itself.
     assert not of_kind(render(source["path"]), "Application")
 
@@ -353,6 +358,7 @@ def test_webhook_settings_are_the_same_in_every_overlay() -> None:
     base = settings("manifests/base")
     assert settings("manifests/overlays/local") == base
     assert settings("manifests/overlays/cert-manager") == base
+    assert settings("manifests/overlays/in-process-certs") == base
 
 
 # --- the server's pods ----------------------------------------------------------------
@@ -363,9 +369,18 @@ def pod_labels(deployment: Doc) -> dict[str, str]:
     return labels
 
 
-@pytest.mark.parametrize("directory", ["manifests/base", "manifests/overlays/cert-manager"])
-def test_pod_security(directory: str) -> None:
-    deployment = only(render(directory), "Deployment", NAME)
+SERVER_DIRECTORIES = [
+    "manifests/base",
+    "manifests/overlays/cert-manager",
+    "manifests/overlays/in-process-certs",
+]
+
+
+@pytest.mark.parametrize(
+    ("directory", "name"), [*((d, NAME) for d in SERVER_DIRECTORIES), ("manifests/base", CERTS)]
+)
+def test_pod_security(directory: str, name: str) -> None:
+    deployment = only(render(directory), "Deployment", name)
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
@@ -385,7 +400,7 @@ def test_pod_security(directory: str) -> None:
             assert set(container["resources"][kind]) >= {"cpu", "memory"}, kind
 
 
-@pytest.mark.parametrize("directory", ["manifests/base", "manifests/overlays/cert-manager"])
+@pytest.mark.parametrize("directory", SERVER_DIRECTORIES)
 def test_probes_are_https(directory: str) -> None:
     deployment = only(render(directory), "Deployment", NAME)
     container = server(deployment)
@@ -428,22 +443,32 @@ def test_availability() -> None:
 def test_server_environment_matches_the_objects() -> None:
     docs = render("manifests/base")
     deployment = only(docs, "Deployment", NAME)
-    env = env_of(server(deployment))
-    assert env["SCHEMAGATE_CERT_SECRET"]["value"] == TLS_NAME
-    assert env["SCHEMAGATE_SERVICE"]["value"] == only(docs, "Service")["metadata"]["name"]
-    assert (
-        env["SCHEMAGATE_WEBHOOK_CONFIGURATION"]["value"]
-        == only(docs, "MutatingWebhookConfiguration")["metadata"]["name"]
-    )
+    container = server(deployment)
+    env = env_of(container)
+    # Serving pods never bootstrap: that is the schemagate-certs Deployment's job.
+    assert not {"SCHEMAGATE_CERT_SECRET", "SCHEMAGATE_SERVICE"} & set(env)
     assert env["SCHEMAGATE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["SCHEMAGATE_PORT"]["value"] == "8443"
     assert container_port(deployment, 8443) == 8443
 
-    # Certificate and key are written to an in-memory emptyDir (read-only root fs).
+    # Certificate and key come from the TLS Secret, mounted read-only, optional so that
+    # the pod starts before the bootstrap has created it; the server waits for them
+    # within its startup probe's budget.
     cert = PurePosixPath(env["SCHEMAGATE_TLS_CERT"]["value"])
     key = PurePosixPath(env["SCHEMAGATE_TLS_KEY"]["value"])
     assert cert.parent == key.parent == PurePosixPath("/run/schemagate/tls")
-    assert volume_for(deployment, "/run/schemagate/tls")["emptyDir"]["medium"] == "Memory"
+    volume = volume_for(deployment, str(cert.parent))["secret"]
+    assert (volume["secretName"], volume["optional"]) == (TLS_NAME, True)
+    # Only the serving pair: the CA's key never reaches a serving pod.
+    assert {item["key"]: item["path"] for item in volume["items"]} == {
+        "tls.crt": cert.name,
+        "tls.key": key.name,
+    }
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[str(cert.parent)]["readOnly"] is True
+    startup = container["startupProbe"]
+    wait = float(env["SCHEMAGATE_TLS_WAIT"]["value"])
+    assert 120 <= wait < startup["periodSeconds"] * startup["failureThreshold"]
     assert "emptyDir" in volume_for(deployment, "/tmp")
 
     # The config file is the ConfigMap's config.yaml, and the server accepts it.
@@ -451,6 +476,38 @@ def test_server_environment_matches_the_objects() -> None:
     volume = volume_for(deployment, str(config_path.parent))
     config_map = only(docs, "ConfigMap", volume["configMap"]["name"])
     parse_config(yaml.safe_load(config_map["data"][config_path.name]))
+
+
+def test_certificate_bootstrap_deployment() -> None:
+    """The bootstrap runs under its own identity, as `schemagate certs bootstrap --every`,
+    on the server's image, for the Service, Secret and webhook configuration installed."""
+    docs = render("manifests/base")
+    certs, serving = only(docs, "Deployment", CERTS), only(docs, "Deployment", NAME)
+    pod = certs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == server(serving)["image"]
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.certs_command) == ("certs", "bootstrap")
+    assert args.namespace == "$(POD_NAMESPACE)"
+    assert env_of(container)["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.namespace"
+    )
+    assert args.service == only(docs, "Service")["metadata"]["name"]
+    assert args.secret == TLS_NAME
+    assert (
+        args.webhook_configuration == only(docs, "MutatingWebhookConfiguration")["metadata"]["name"]
+    )
+    # Renewal rounds more often than certs.rotation.SETTLE (15 min), like the replicas did.
+    assert 0 < args.every <= 600
+    assert "ports" not in container
+    assert pod["serviceAccountName"] == CERTS
+    assert certs["spec"]["replicas"] == 1
+    # Its pods are no serving pods: neither the Service, the PDB nor the server's policy
+    # selects them.
+    labels = pod_labels(certs)
+    assert not selects({"matchLabels": only(docs, "Service")["spec"]["selector"]}, labels)
+    assert not selects(only(docs, "PodDisruptionBudget")["spec"]["selector"], labels)
+    assert not selects(only(docs, "NetworkPolicy", NAME)["spec"]["podSelector"], labels)
 
 
 def serve_environment_variables() -> set[str]:
@@ -464,7 +521,7 @@ def serve_environment_variables() -> set[str]:
     }
 
 
-@pytest.mark.parametrize("directory", ["manifests/base", "manifests/overlays/cert-manager"])
+@pytest.mark.parametrize("directory", SERVER_DIRECTORIES)
 def test_server_environment_variables_exist(directory: str) -> None:
     """A misspelt variable would be ignored silently; every one must name a serve flag."""
     deployment = only(render(directory), "Deployment", NAME)
@@ -492,21 +549,30 @@ def test_base_objects_live_in_the_webhook_namespace() -> None:
     assert only(docs, "Namespace")["metadata"]["name"] == NAMESPACE
 
 
+def _egress_ports(policy: Doc) -> set[tuple[int, str]]:
+    return {
+        (port["port"], port.get("protocol", "TCP"))
+        for rule in policy["spec"]["egress"]
+        for port in rule["ports"]
+    }
+
+
 def test_network_policy() -> None:
     docs = render("manifests/base")
-    policy = only(docs, "NetworkPolicy")
+    policy = only(docs, "NetworkPolicy", NAME)
     assert selects(policy["spec"]["podSelector"], pod_labels(only(docs, "Deployment", NAME)))
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     (ingress,) = policy["spec"]["ingress"]
     assert "from" not in ingress, "the API server's source address varies: allow any"
     assert ingress["ports"] == [{"port": 8443, "protocol": "TCP"}]
-    egress = {
-        (port["port"], port.get("protocol", "TCP"))
-        for rule in policy["spec"]["egress"]
-        for port in rule["ports"]
-    }
-    assert egress >= {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")}
-    assert egress >= {(5432, "TCP"), (3306, "TCP")}
+    # DNS and the databases; not the API server, which the serving pods never call.
+    assert _egress_ports(policy) == {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (3306, "TCP")}
+
+    certs = only(docs, "NetworkPolicy", CERTS)
+    assert selects(certs["spec"]["podSelector"], pod_labels(only(docs, "Deployment", CERTS)))
+    assert set(certs["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in certs["spec"], "the bootstrap takes no connection"
+    assert _egress_ports(certs) == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")}
 
 
 # --- RBAC -----------------------------------------------------------------------------
@@ -542,11 +608,16 @@ def test_rbac_least_privilege() -> None:
     roles = {(d["kind"], d["metadata"]["name"]) for d in of_kind(docs, "Role", "ClusterRole")}
     for binding in of_kind(docs, "RoleBinding", "ClusterRoleBinding"):
         assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) in roles
+        # Only the bootstrap's identity: the serving account is bound to nothing.
         assert binding["subjects"] == [
-            {"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}
+            {"kind": "ServiceAccount", "name": CERTS, "namespace": NAMESPACE}
         ]
-    deployment = only(docs, "Deployment", NAME)
-    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == NAME
+    serving = only(docs, "Deployment", NAME)["spec"]["template"]["spec"]
+    assert serving["serviceAccountName"] == NAME
+    assert serving["automountServiceAccountToken"] is False
+    assert only(docs, "ServiceAccount", NAME)["automountServiceAccountToken"] is False
+    certs = only(docs, "Deployment", CERTS)["spec"]["template"]["spec"]
+    assert certs["serviceAccountName"] == CERTS
 
 
 def test_plain_files_apply_on_kubernetes_1_20() -> None:
@@ -563,10 +634,10 @@ def test_plain_files_apply_on_kubernetes_1_20() -> None:
     rendered = {(d["kind"], d["metadata"]["name"]) for d in render("manifests/base")}
     plain = {(d["kind"], d["metadata"]["name"]) for d in load_file("manifests/base/rbac.yaml")}
     assert plain == {
-        ("Role", NAME),
-        ("RoleBinding", NAME),
-        ("ClusterRole", NAME),
-        ("ClusterRoleBinding", NAME),
+        ("Role", CERTS),
+        ("RoleBinding", CERTS),
+        ("ClusterRole", CERTS),
+        ("ClusterRoleBinding", CERTS),
     }
     assert plain <= rendered
 
@@ -611,26 +682,35 @@ def test_cert_manager_overlay() -> None:
     assert len(ca_cert) == 1 and ca_cert[0]["spec"]["isCA"] is True
     assert "selfSigned" in only(docs, "Issuer", ca_cert[0]["spec"]["issuerRef"]["name"])["spec"]
 
-    # The Deployment mounts that Secret where the server reads its key pair, and does
-    # not bootstrap (no SCHEMAGATE_CERT_SECRET, no RBAC, no API token).
+    # The serving Deployment is the base's, mounting the Secret cert-manager writes; the
+    # bootstrap, its identity, RBAC and policy are not installed.
+    assert only(docs, "Deployment", NAME) == only(render("manifests/base"), "Deployment", NAME)
+    assert [d["metadata"]["name"] for d in of_kind(docs, "Deployment")] == [NAME]
+    assert [d["metadata"]["name"] for d in of_kind(docs, "ServiceAccount")] == [NAME]
+    assert [d["metadata"]["name"] for d in of_kind(docs, "NetworkPolicy")] == [NAME]
+    assert not of_kind(docs, "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+
+
+def test_in_process_certs_overlay() -> None:
+    """The documented option: serving pods bootstrap themselves with the bootstrap's
+    identity (and its risk); there is then no separate bootstrap Deployment."""
+    docs = render("manifests/overlays/in-process-certs")
+    assert [d["metadata"]["name"] for d in of_kind(docs, "Deployment")] == [NAME]
     deployment = only(docs, "Deployment", NAME)
+    pod = deployment["spec"]["template"]["spec"]
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == (CERTS, True)
     env = env_of(server(deployment))
-    assert not {
-        "SCHEMAGATE_CERT_SECRET",
-        "SCHEMAGATE_SERVICE",
-        "SCHEMAGATE_WEBHOOK_CONFIGURATION",
-    } & set(env)
-    assert "SCHEMAGATE_NAMESPACE" in env
+    assert env["SCHEMAGATE_CERT_SECRET"]["value"] == TLS_NAME
+    assert env["SCHEMAGATE_SERVICE"]["value"] == only(docs, "Service")["metadata"]["name"]
+    assert (
+        env["SCHEMAGATE_WEBHOOK_CONFIGURATION"]["value"]
+        == only(docs, "MutatingWebhookConfiguration")["metadata"]["name"]
+    )
+    assert "SCHEMAGATE_TLS_WAIT" not in env
     tls_dir = PurePosixPath(env["SCHEMAGATE_TLS_CERT"]["value"]).parent
     volume = volume_for(deployment, str(tls_dir))
-    assert "emptyDir" not in volume
-    assert volume["secret"]["secretName"] == TLS_NAME
-    paths = {item["key"]: item["path"] for item in volume["secret"]["items"]}
-    assert paths == {"tls.crt": "tls.crt", "tls.key": "tls.key"}
-    assert PurePosixPath(env["SCHEMAGATE_TLS_CERT"]["value"]).name == paths["tls.crt"]
-    assert PurePosixPath(env["SCHEMAGATE_TLS_KEY"]["value"]).name == paths["tls.key"]
-    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
-    assert not of_kind(docs, "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+    assert volume == {"name": "tls", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+    assert (443, "TCP") in _egress_ports(only(docs, "NetworkPolicy", NAME))
 
 
 # --- GitOps examples ------------------------------------------------------------------
@@ -639,8 +719,22 @@ def test_cert_manager_overlay() -> None:
 def gated_or_injected(docs: list[Doc], mode: str) -> Doc:
     deployment = only(docs, "Deployment")
     assert deployment["metadata"]["labels"][MIGRATE_LABEL] == mode
-    assert deployment["metadata"]["namespace"] == "shop"
+    assert deployment["metadata"]["namespace"].startswith("shop-")
     return deployment
+
+
+def test_gitops_examples_can_be_tried_one_after_another() -> None:
+    """No two examples create the same object (or Argo CD Application)."""
+    seen: dict[tuple[str, str, str], str] = {}
+    for path in STANDALONE_APPLICATIONS:
+        folder = PurePosixPath(path).parent.as_posix()
+        objects = [*render(folder), *load_file(path)]
+        for doc in objects:
+            key = (doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"])
+            assert key not in seen, f"{folder} and {seen[key]} both create {key}"
+            seen[key] = folder
+    namespaces = {ns for kind, ns, _ in seen if kind == "Deployment"}
+    assert len(namespaces) == len(STANDALONE_APPLICATIONS)
 
 
 def test_presync_example() -> None:
@@ -722,3 +816,33 @@ def test_pods_drain_before_they_stop_listening() -> None:
     assert command[0] == "/opt/venv/bin/python"
     assert "time.sleep(5)" in command[-1]
     assert pod["terminationGracePeriodSeconds"] >= 5 + 15
+
+
+def test_readme_overlay_example_renders_from_a_folder_at_the_repository_root() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```yaml\n(# my-overlay/kustomization.yaml\n.*?)```", readme, re.S)
+    folder = Path(tempfile.mkdtemp(prefix="my-overlay-", dir=ROOT))
+    try:
+        (folder / "kustomization.yaml").write_text(block)
+        (folder / "config.yaml").write_text(
+            "databases: {orders: {url_env: ORDERS_DATABASE_URL, tool: flyway, "
+            "namespaces: [shop]}}\n"
+        )
+        result = subprocess.run(
+            [kubectl(), "kustomize", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(folder)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    env = env_of(server(only(docs, "Deployment", NAME)))
+    assert env["ORDERS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "orders-db",
+        "key": "url",
+    }
+    config = parse_config(yaml.safe_load(only(docs, "ConfigMap")["data"]["config.yaml"]))
+    assert set(config.databases) == {"orders"}

@@ -69,6 +69,12 @@ def test_sqlite_urls_name_an_absolute_path(url: str, path: str) -> None:
             "databases.orders.url: not a valid URL (check the host and port)",
         ),
         (
+            # An unencoded @ in the password: the host would be read from "cret@db".
+            "postgresql://app:s3@cret@db:5432/orders",
+            "databases.orders.url: more than one @ before the host; percent-encode @ in the "
+            "user name or password as %40 (and : as %3A, / as %2F)",
+        ),
+        (
             "mysql://app:s3cret@db/orders?charset=latin1",
             "databases.orders.url: mysql URL option 'charset' is not supported; "
             "supported: ssl, ssl-ca, unix_socket",
@@ -79,7 +85,7 @@ def test_bad_urls_name_the_key_and_never_echo_the_url(url: str, message: str) ->
     with pytest.raises(ConfigError) as raised:
         parse(url, "databases.orders.url")
     assert str(raised.value) == message
-    assert "s3cret" not in str(raised.value)
+    assert "s3cret" not in str(raised.value) and "cret" not in str(raised.value)
 
 
 def test_resolve_reads_env_and_file(tmp_path: Any) -> None:

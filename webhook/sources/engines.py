@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import sqlite3
 import ssl
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ import aiomysql
 import aiosqlite
 import asyncpg
 
-from webhook.sources.errors import SourceError, TableMissing
+from webhook.sources.errors import Kind, SourceError, TableMissing
 from webhook.sources.target import Target
 from webhook.tools.base import Dialect, Row
 
@@ -36,6 +37,9 @@ SLACK_SECONDS = 1.0
 MYSQL_TABLE_MISSING = 1146  # ER_NO_SUCH_TABLE
 # TIMESTAMP columns are read in this session's zone, UTC; DATETIME has no zone at all.
 MYSQL_TIMESTAMP = 7  # MYSQL_TYPE_TIMESTAMP
+MYSQL_ACCESS_DENIED = (1044, 1045)  # ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR
+MYSQL_UNKNOWN_DATABASE = 1049  # ER_BAD_DB_ERROR
+MYSQL_CANNOT_CONNECT = 2003  # CR_CONN_HOST_ERROR
 PG_DROPPED = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
@@ -66,7 +70,38 @@ def open_engine(target: Target, timeout: float) -> Engine:
 
 def _failure(target: Target, exc: BaseException, prefix: str = "") -> SourceError:
     text = prefix + (" ".join(str(exc).split()) or type(exc).__name__)
-    return SourceError(target.redact(text)[:300])
+    return SourceError(target.redact(text)[:300], _kind(exc))
+
+
+def _kind(exc: BaseException) -> Kind:
+    """Which kind of failure a driver error is, from its type or code (never its text,
+    which the drivers word differently from release to release)."""
+    code = exc.args[0] if isinstance(exc, aiomysql.MySQLError) and exc.args else None
+    if isinstance(
+        exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
+    ):
+        return "authentication failed"
+    if code in MYSQL_ACCESS_DENIED:
+        return "authentication failed"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError) or code == MYSQL_UNKNOWN_DATABASE:
+        return "not found"
+    if (
+        isinstance(exc, sqlite3.OperationalError)
+        and exc.sqlite_errorcode == sqlite3.SQLITE_CANTOPEN
+    ):
+        return "not found"
+    if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+        return "timed out"
+    # aiomysql reports every failure to connect as error 2003, raised from the socket's
+    # own error.
+    cause = exc.__cause__ if code == MYSQL_CANNOT_CONNECT else exc
+    if isinstance(cause, socket.gaierror):
+        return "not found"
+    if isinstance(cause, TimeoutError):
+        return "timed out"
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    return "failed"
 
 
 class Postgres:

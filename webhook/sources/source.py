@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from webhook.config import ConfigError, DatabaseConfig
@@ -61,6 +62,14 @@ class DatabaseSource:
         self._queries: tuple[str, ...] = ()
 
     def start(self) -> None:
+        target = resolve(self._db, self._environ)
+        if target.path is not None and not Path(target.path).is_file():
+            # Opened read-only, the file is never created: a typo would deny every gate.
+            # (Later, a file that went away is a failed lookup, not a stopped server.)
+            raise ConfigError(
+                f"databases.{self.name}.{self._db.url_kind}: SQLite file {target.path} does not "
+                "exist (the webhook opens it read-only and never creates it)"
+            )
         self._connect()
 
     def _connect(self) -> Engine:
@@ -75,14 +84,14 @@ class DatabaseSource:
         try:
             engine = self._connect()
         except ConfigError as exc:
-            raise SourceError(str(exc)) from None
+            raise SourceError(str(exc), "misconfigured") from None
         try:
             async with asyncio.timeout(self._timeout):
                 return await read(gate_of(self._db.tool), engine, self._queries)
         except TimeoutError:
             self.close()
             reason = f"no answer within the {self._timeout:g} s lookup deadline"
-            raise SourceError(reason, timed_out=True) from None
+            raise SourceError(reason, "timed out") from None
         except SourceError:
             self.close()
             raise

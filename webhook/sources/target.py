@@ -77,6 +77,13 @@ def parse(url: str, where: str) -> Target:
         if not path.startswith("/") or not path.strip("/"):
             raise ConfigError(f"{where}: a SQLite URL is sqlite:///absolute/path")
         return Target("sqlite", url, path="/" + unquote(path).lstrip("/"))
+    authority = url.partition("://")[2].partition("/")[0].partition("?")[0]
+    if authority.count("@") > 1:
+        # The host would be read from what follows the last @, part of the password.
+        raise ConfigError(
+            f"{where}: more than one @ before the host; percent-encode @ in the user name "
+            "or password as %40 (and : as %3A, / as %2F)"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port

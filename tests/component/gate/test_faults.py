@@ -5,8 +5,10 @@ lookup after recovery reads the database again."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -85,8 +87,8 @@ async def test_stopped_database_answers_within_the_deadline_then_recovers(
     assert closed == (
         False,
         f"shop/api needs schema orders >= 1 (flyway), but orders could not be read: "
-        f"{found.reason}. The gate fails closed (on_unreachable: closed); retry when the "
-        "database is reachable.",
+        f"{found.reason} (details in the webhook log). The gate fails closed "
+        "(on_unreachable: closed); retry when the database is reachable.",
         (),
     )
     assert opened == (
@@ -94,7 +96,8 @@ async def test_stopped_database_answers_within_the_deadline_then_recovers(
         "",
         (
             f"schemagate: shop/api needs schema orders >= 1 (flyway), but orders could not be "
-            f"read: {found.reason}. Admitted unchecked (on_unreachable: open).",
+            f"read: {found.reason} (details in the webhook log). Admitted unchecked "
+            "(on_unreachable: open).",
         ),
     )
     # The failure is remembered briefly; asked for anything fresher, the lookup reads again.
@@ -131,7 +134,7 @@ async def silent_port() -> AsyncIterator[int]:
 @pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
 async def test_silent_server_answers_within_the_deadline(silent_port: int, scheme: str) -> None:
     found, elapsed = await timed_get(f"{scheme}://gate:pw@127.0.0.1:{silent_port}/orders")
-    assert found == Unreachable(f"no answer within the {DEADLINE:g} s lookup deadline")
+    assert found == Unreachable("timed out")
     assert DEADLINE <= elapsed < DEADLINE + SLACK
 
 
@@ -141,11 +144,8 @@ async def test_lookup_blocked_by_a_held_lock_honours_the_deadline(scratch: Scrat
         found, elapsed = await timed_get(scratch.url)
     assert isinstance(found, Unreachable)
     assert elapsed < DEADLINE + SLACK
-    if scratch.engine == "sqlite":
-        # SQLite's busy timeout is half the deadline, so it says why itself.
-        assert found.reason.endswith(".db: database is locked")
-    else:
-        assert found.reason == f"no answer within the {DEADLINE:g} s lookup deadline"
+    # SQLite's busy timeout (half the deadline) and the deadline itself are both timeouts.
+    assert found.reason == "timed out"
     found, _ = await timed_get(scratch.url)
     assert isinstance(found, Recorded)
     assert found.latest == "1"
@@ -168,9 +168,41 @@ async def test_wrong_password_is_named_never_shown(
     found, elapsed = await timed_get(
         server.url("mysql" if engine == "mariadb" else "postgres", password=wrong)
     )
-    assert isinstance(found, Unreachable)
-    assert says in found.reason
+    assert found == Unreachable("authentication failed")
+    assert says in caplog.text  # the driver's words, for operators only
     assert elapsed < DEADLINE
     for secret in (wrong, PASSWORD, "Wr0ng%3Ap%40ss%2Fword"):
         assert secret not in found.reason
         assert secret not in caplog.text
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb", "sqlite"])
+async def test_a_denial_names_the_kind_of_failure_and_the_log_the_detail(
+    request: pytest.FixtureRequest, engine: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """Driver errors name users, databases and files of the webhook's configuration: a
+    tenant's denial gets the kind only."""
+    if engine == "sqlite":
+        missing, detail = f"sqlite://{tmp_path}/gone.db", "unable to open database file"
+        refused = None
+    else:
+        server: PostgresServer | MariaDBServer = request.getfixturevalue(
+            "postgres" if engine == "postgresql" else "mariadb"
+        )
+        missing = server.url("nosuchdb")
+        detail = "nosuchdb"
+        with socket.socket() as hold:  # bound, not listening: connecting is refused
+            hold.bind(("127.0.0.1", 0))
+            port = hold.getsockname()[1]
+            refused, _ = await timed_get(server.url("x").replace(f":{server.port}/", f":{port}/"))
+    found, _ = await timed_get(missing)
+    assert found == Unreachable("not found")
+    assert detail in caplog.text
+    closed = answers(found)["closed"][1]
+    assert closed == (
+        "shop/api needs schema orders >= 1 (flyway), but orders could not be read: not found "
+        "(details in the webhook log). The gate fails closed (on_unreachable: closed); retry "
+        "when the database is reachable."
+    )
+    if refused is not None:
+        assert refused == Unreachable("connection refused")
