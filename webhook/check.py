@@ -161,6 +161,8 @@ def _text(outcome: Outcome, show_patch: bool) -> Iterator[str]:
         line = f"  gate: {need['database']} ({need['tool']}) needs {op} {need['required']}"
         if need["reachable"]:
             line += f", records {need['recorded'] or 'no version'}"
+        elif need["read"]:
+            line += ", could not be read"
         yield line
     for warning in answer.warnings if answer else ():
         yield f"  warning: {warning}"
