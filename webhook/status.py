@@ -27,6 +27,7 @@ from webhook.config import Config
 from webhook.decide import PendingGate
 from webhook.evaluate import Evaluation, Found, evaluate, settle
 from webhook.gate import Unreachable
+from webhook.review import AdmissionResponse
 
 PAGE = 500
 PASSES = "schemagate does not act on this kind or namespace"
@@ -180,45 +181,47 @@ def _reason(exc: ApiException) -> str:
     return text
 
 
-def _row(evaluation: Evaluation, answer: Any, found: Found | None) -> Row:
-    request, result = evaluation.request, evaluation.result
+def _row(evaluation: Evaluation, answer: AdmissionResponse | None, found: Found | None) -> Row:
+    request, result, route = evaluation.request, evaluation.result, evaluation.route
     obj = request.object or {}
     annotations = contract.annotations_of(obj)
-    gated = evaluation.route in ("gate", "invalid")
+    declared = contract.labels_of(obj).get(contract.LABEL)
     tool = _text(annotations.get(contract.TOOL))
-    database = _text(annotations.get(contract.DATABASE)) if gated else None
-    needed = _text(annotations.get(contract.SCHEMA_VERSION)) if gated else None
-    recorded = None
+    database = _text(annotations.get(contract.DATABASE)) if declared == "gate" else None
+    needed = _text(annotations.get(contract.SCHEMA_VERSION)) if declared == "gate" else None
     if isinstance(result, PendingGate):
         check = result.check
         tool, database = check.db.tool, check.db.name
         needed = f"{'>=' if check.match == 'at-least' else '=='} {check.required}"
-    if isinstance(found, Unreachable):
+    recorded = None
+    if route == "pass":
+        satisfied = "-"
+    elif isinstance(found, Unreachable):
         recorded, satisfied = "unreachable", "unknown"
     elif found is not None:
         recorded = found.latest or "none"
-        satisfied = "yes" if answer.allowed else "no"
-    else:
-        satisfied = "no" if gated else "-"
+        satisfied = "yes" if answer is not None and answer.allowed else "no"
+    else:  # answered without a lookup: a refusal of a gate or of a bad label, or inject
+        satisfied = "no" if route in ("gate", "invalid") else "-"
     message = None
-    if evaluation.route == "pass":
+    if route == "pass":
         message = PASSES
     elif answer is not None and not answer.allowed:
         message = answer.message
     elif answer is not None and satisfied == "unknown":
         message = next(iter(answer.warnings), None)  # admitted unchecked: on_unreachable open
     return Row(
-        request.namespace,
-        request.name,
-        request.kind,
-        str(obj.get("apiVersion", "")),
-        str(contract.labels_of(obj).get(contract.LABEL)),
-        tool,
-        database,
-        needed,
-        recorded,
-        satisfied,
-        message,
+        namespace=request.namespace,
+        name=request.name,
+        kind=request.kind,
+        api_version=str(obj.get("apiVersion", "")),
+        mode=str(declared),
+        tool=tool,
+        database=database,
+        needed=needed,
+        recorded=recorded,
+        satisfied=satisfied,
+        message=message,
     )
 
 

@@ -1,0 +1,320 @@
+"""`schemagate status` against the real API server (v1.20) and a real PostgreSQL, run as an
+operator who holds only the shipped read-only ClusterRole (manifests/status/).
+
+The workloads are created unlabelled and labelled afterwards: adding the label to an
+unchanged pod template is an UPDATE the gate lets through without a lookup, so the
+scenarios stand whether or not another test left the webhook registered, and stored
+workloads can disagree with their database, which is what status exists to show.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.component.gate.servers import PostgresServer
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.flyway import FlywayHistory
+from tests.e2e.harness import REPO, Kubectl, unreachable_kubeconfig
+
+pytestmark = pytest.mark.e2e
+
+ROLE = REPO / "manifests" / "status" / "clusterrole.yaml"
+OPERATOR = "sre-status"
+LABEL = "schemagate.dev/migrate"
+RECORDED_41 = datetime.datetime(2026, 11, 20, 10, 0)
+# Nothing listens on port 1: the database `ledger` cannot be read, and says so exactly.
+UNREACHABLE = "[Errno 111] Connect call failed ('127.0.0.1', 1)"
+
+
+def pod_template(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": name}},
+        "spec": {"containers": [{"name": "app", "image": f"example/{name}:1"}]},
+    }
+
+
+def gate(database: str, version: str) -> dict[str, str]:
+    return {"schemagate.dev/database": database, "schemagate.dev/schema-version": version}
+
+
+def deployment(name: str, annotations: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": dict(annotations)},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": pod_template(name),
+        },
+    }
+
+
+def cronjob(name: str, annotations: Mapping[str, str]) -> dict[str, Any]:
+    """batch/v1beta1: the only CronJob version Kubernetes 1.20 serves."""
+    template = pod_template(name)
+    template["spec"]["restartPolicy"] = "Never"
+    return {
+        "apiVersion": "batch/v1beta1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "annotations": dict(annotations)},
+        "spec": {
+            "schedule": "0 3 * * *",
+            "suspend": True,
+            "jobTemplate": {"spec": {"template": template}},
+        },
+    }
+
+
+def create_labelled(
+    kubectl: Kubectl, namespace: str, objects: Mapping[str, dict[str, Any]]
+) -> None:
+    """Create each object unlabelled, then give it the label `mode` (the mapping's key is
+    `kind/name=mode`)."""
+    kubectl.apply_objects(objects.values(), "-n", namespace)
+    for key in objects:
+        target, _, mode = key.partition("=")
+        if mode:
+            kubectl("label", target, f"{LABEL}={mode}", "-n", namespace, check=True)
+
+
+@pytest.fixture(scope="module")
+def scene(
+    cluster: ControlPlane,
+    kubectl: Kubectl,
+    postgres: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    """Two namespaces: `ready` (all satisfied) and `behind` (one unsatisfied, one unreadable)."""
+    postgres.create_database("e2e_status_billing")
+    billing = FlywayHistory(postgres.url("e2e_status_billing"))
+    billing.create()
+    billing.record("1", RECORDED_41 - datetime.timedelta(days=30))
+    billing.record("41", RECORDED_41)
+
+    kubectl("apply", "-f", str(ROLE), check=True)
+    kubectl(
+        "create", "clusterrolebinding", OPERATOR, "--clusterrole=schemagate-status",
+        f"--user={OPERATOR}", check=True,
+    )  # fmt: skip
+    work = tmp_path_factory.mktemp("status")
+    config = work / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "databases": {
+                    "billing": {"url_env": "BILLING_URL", "tool": "flyway", "namespaces": ["*"]},
+                    "ledger": {
+                        "url": "postgresql://gate:secret@127.0.0.1:1/ledger",
+                        "tool": "flyway",
+                        "namespaces": ["*"],
+                    },
+                },
+                "lookup": {"timeout_seconds": 2, "cache_ttl_seconds": 5},
+            }
+        )
+    )
+    ready, behind = "status-ready", "status-behind"
+    for namespace in (ready, behind):
+        kubectl.ensure_namespace(namespace)
+    create_labelled(
+        kubectl,
+        ready,
+        {
+            "deployment/paid=gate": deployment("paid", gate("billing", "41")),
+            "cronjob/nightly=gate": cronjob("nightly", gate("billing", "2")),
+            "deployment/web=inject": deployment("web", {"schemagate.dev/tool": "flyway"}),
+            "deployment/plain": deployment("plain", {}),
+        },
+    )
+    create_labelled(
+        kubectl,
+        behind,
+        {
+            "deployment/pending=gate": deployment("pending", gate("billing", "42")),
+            "deployment/offline=gate": deployment("offline", gate("ledger", "7")),
+        },
+    )
+    return {
+        "ready": ready,
+        "behind": behind,
+        "config": config,
+        "operator": cluster.user_kubeconfig(OPERATOR),
+        "env": {"BILLING_URL": billing.dsn},
+        "billing": billing,
+    }
+
+
+def status(
+    scene: Mapping[str, Any], *args: str, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable, "-m", "webhook", "status",
+            "--kubeconfig", str(kubeconfig or scene["operator"]),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "SCHEMAGATE_CONFIG": str(scene["config"]), **scene["env"]},
+    )  # fmt: skip
+
+
+def test_satisfied_namespace_exits_0_with_a_table(scene: Mapping[str, Any]) -> None:
+    ns = scene["ready"]
+    done = status(scene, "-n", ns)
+    assert (done.returncode, done.stderr) == (0, "")
+    # Columns are at least three spaces apart; a cell never holds three spaces.
+    header, *table = [
+        re.split(r" {3,}", line) for line in done.stdout.split("\n\n")[0].splitlines()
+    ]
+    assert header == [
+        "NAMESPACE", "NAME", "KIND", "MODE", "TOOL", "DATABASE", "NEEDED", "RECORDED", "SATISFIED",
+    ]  # fmt: skip
+    rows = {row[1]: row for row in table}
+    assert {row[0] for row in table} == {ns}
+    assert set(rows) == {"paid", "nightly", "web"}, "the unlabelled Deployment is not listed"
+    assert rows["paid"] == [
+        ns,
+        "paid",
+        "Deployment",
+        "gate",
+        "flyway",
+        "billing",
+        ">= 41",
+        "41",
+        "yes",
+    ]
+    assert rows["web"] == [ns, "web", "Deployment", "inject", "flyway", "-", "-", "-", "-"]
+    assert rows["nightly"][2:4] == ["CronJob", "gate"]
+
+
+def test_rows_as_json(scene: Mapping[str, Any]) -> None:
+    ready, behind = scene["ready"], scene["behind"]
+    done = status(scene, "-o", "json")
+    assert done.returncode == 1, done.stderr
+    rows = {(r["namespace"], r["name"]): r for r in json.loads(done.stdout)["workloads"]}
+    assert rows[(ready, "paid")] == {
+        "namespace": ready,
+        "name": "paid",
+        "kind": "Deployment",
+        "api_version": "apps/v1",
+        "mode": "gate",
+        "tool": "flyway",
+        "database": "billing",
+        "needed": ">= 41",
+        "recorded": "41",
+        "satisfied": "yes",
+        "message": None,
+    }
+    assert rows[(behind, "pending")] == {
+        "namespace": behind,
+        "name": "pending",
+        "kind": "Deployment",
+        "api_version": "apps/v1",
+        "mode": "gate",
+        "tool": "flyway",
+        "database": "billing",
+        "needed": ">= 42",
+        "recorded": "41",
+        "satisfied": "no",
+        "message": f"{behind}/pending needs schema billing >= 42 (flyway); billing records 41 "
+        "(applied 2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+    }
+    assert rows[(behind, "offline")] == {
+        "namespace": behind,
+        "name": "offline",
+        "kind": "Deployment",
+        "api_version": "apps/v1",
+        "mode": "gate",
+        "tool": "flyway",
+        "database": "ledger",
+        "needed": ">= 7",
+        "recorded": "unreachable",
+        "satisfied": "unknown",
+        "message": f"{behind}/offline needs schema ledger >= 7 (flyway), but ledger could not "
+        f"be read: {UNREACHABLE}. The gate fails closed (on_unreachable: closed); retry when "
+        "the database is reachable.",
+    }
+    assert "secret" not in done.stdout
+    inject = rows[(ready, "web")]
+    assert (inject["mode"], inject["tool"], inject["satisfied"], inject["message"]) == (
+        "inject", "flyway", "-", None,
+    )  # fmt: skip
+    nightly = rows[(ready, "nightly")]
+    assert (nightly["kind"], nightly["api_version"], nightly["mode"]) == (
+        "CronJob", "batch/v1beta1", "gate",
+    )  # fmt: skip
+    assert (ready, "plain") not in rows
+
+
+def test_unsatisfied_namespace_exits_1_as_yaml(scene: Mapping[str, Any]) -> None:
+    behind = scene["behind"]
+    done = status(scene, "-n", behind, "-o", "yaml")
+    assert done.returncode == 1, done.stderr
+    rows = yaml.safe_load(done.stdout)["workloads"]
+    assert [(r["name"], r["satisfied"]) for r in rows] == [
+        ("offline", "unknown"),
+        ("pending", "no"),
+    ]
+
+
+def test_migrating_satisfies_the_gate(scene: Mapping[str, Any]) -> None:
+    behind, billing = scene["behind"], scene["billing"]
+    billing.record("42", RECORDED_41 + datetime.timedelta(days=1))
+    try:
+        done = status(scene, "-n", behind, "-o", "json")
+    finally:
+        billing.delete("42")
+    rows = {r["name"]: r for r in json.loads(done.stdout)["workloads"]}
+    assert (rows["pending"]["satisfied"], rows["pending"]["recorded"]) == ("yes", "42")
+    assert done.returncode == 1, "ledger still cannot be read"
+
+
+def test_table_notes_say_why(scene: Mapping[str, Any]) -> None:
+    behind = scene["behind"]
+    done = status(scene, "-n", behind)
+    assert done.returncode == 1
+    notes = done.stdout.split("\n\n", 1)[1].splitlines()
+    assert notes == [
+        f"{behind}/offline (Deployment): {behind}/offline needs schema ledger >= 7 (flyway), but "
+        f"ledger could not be read: {UNREACHABLE}. The gate fails closed "
+        "(on_unreachable: closed); retry when the database is reachable.",
+        f"{behind}/pending (Deployment): {behind}/pending needs schema billing >= 42 (flyway); "
+        "billing records 41 (applied 2026-11-20T10:00:00Z). Run the migrations first, then "
+        "re-apply.",
+    ]
+
+
+def test_without_the_role_the_error_names_it(
+    scene: Mapping[str, Any], cluster: ControlPlane
+) -> None:
+    done = status(scene, kubeconfig=cluster.user_kubeconfig("nobody"))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "schemagate: cannot list deployments.apps/v1: 403 Forbidden: deployments.apps is "
+        'forbidden: User "nobody" cannot list resource "deployments" in API group "apps" at '
+        "the cluster scope (bind the ClusterRole schemagate-status to this user)\n"
+    )
+
+
+def test_unreachable_api_server(scene: Mapping[str, Any], tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    port = unreachable_kubeconfig(kubeconfig)
+    done = status(scene, kubeconfig=kubeconfig)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("schemagate: cannot reach the API server: "), done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr
