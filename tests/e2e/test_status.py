@@ -318,3 +318,56 @@ def test_unreachable_api_server(scene: Mapping[str, Any], tmp_path: Path) -> Non
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith("schemagate: cannot reach the API server: "), done.stderr
     assert f"127.0.0.1:{port}" in done.stderr
+
+
+ROLLOUT_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "rollouts.argoproj.io"},
+    "spec": {
+        "group": "argoproj.io",
+        "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                # Argo's own schema is large; the API server needs only a structural one.
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_rollouts_are_listed_once_their_crd_exists(
+    scene: Mapping[str, Any], kubectl: Kubectl
+) -> None:
+    """Every other test runs without the CRD (and lists no Rollouts without failing)."""
+    namespace = "status-rollouts"
+    kubectl.ensure_namespace(namespace)
+    kubectl.apply_objects([ROLLOUT_CRD])
+    try:
+        kubectl(
+            "wait",
+            "--for=condition=established",
+            "crd/rollouts.argoproj.io",
+            "--timeout=30s",
+            check=True,
+        )
+        rollout = deployment("canary", gate("billing", "41"))
+        rollout["apiVersion"], rollout["kind"] = "argoproj.io/v1alpha1", "Rollout"
+        create_labelled(kubectl, namespace, {"rollout/canary=gate": rollout})
+        done = status(scene, "-n", namespace, "-o", "json")
+        (row,) = json.loads(done.stdout)["workloads"]
+        assert (row["name"], row["kind"], row["api_version"], row["mode"]) == (
+            "canary", "Rollout", "argoproj.io/v1alpha1", "gate",
+        )  # fmt: skip
+    finally:
+        kubectl("delete", "crd", "rollouts.argoproj.io", "--ignore-not-found", "--wait=true")

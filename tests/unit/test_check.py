@@ -4,7 +4,9 @@ reads real ones)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +15,12 @@ import orjson
 import pytest
 import yaml
 
-from tests.factories import corpus, labelled
+from tests.factories import corpus, labelled, review
 from tests.golden import compare
-from webhook.config import INJECT_TOOLS
+from webhook.config import INJECT_TOOLS, Config
+from webhook.decide import DEFAULT_EXCLUDED
+from webhook.evaluate import evaluate
+from webhook.review import parse_review
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p.name for p in (ROOT / "manifests" / "examples").iterdir() if p.is_dir())
@@ -221,3 +226,26 @@ def test_bad_flag_is_a_usage_error() -> None:
     done = check("--output", "xml", "-")
     assert done.returncode == 2
     assert "argument -o/--output: invalid choice: 'xml'" in done.stderr
+
+
+# --- the README and the seam -----------------------------------------------------------
+
+
+def test_readme_example_is_what_check_prints() -> None:
+    text = (ROOT / "README.md").read_text()
+    (match,) = re.finditer(
+        r"```console\n\$ kubectl kustomize (\S+) \| schemagate check -\n(.*?)```", text, re.S
+    )
+    assert check("-", stdin=kustomize(match[1])).stdout == match[2]
+
+
+def test_the_request_is_the_one_the_api_server_sends_for_a_create() -> None:
+    """Beside uid, user and dryRun, what `check` builds equals a real CREATE review, decoded;
+    the API server fills in the namespace of an object that names none, and so does check."""
+    (_, obj), *_ = corpus()
+    obj = labelled(obj, "inject", {"schemagate.dev/tool": "flyway"})
+    assert "namespace" not in obj["metadata"]
+    built = evaluate(obj, namespace="shop", config=Config(), excluded=DEFAULT_EXCLUDED).request
+    stored = {**obj, "metadata": {**obj["metadata"], "namespace": "shop"}}
+    sent = parse_review(orjson.dumps(review(stored)))
+    assert dataclasses.replace(built, uid=sent.uid, username=sent.username, dry_run=False) == sent
