@@ -8,6 +8,7 @@ import datetime
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.component
 PRESYNC = "manifests/examples/argocd-presync"  # gates on orders >= 42, namespace shop
 
 
-def write_config(path: Path, database: dict[str, object], policy: str = "closed") -> Path:
+def write_config(path: Path, database: Mapping[str, object], policy: str = "closed") -> Path:
     spec = {"tool": "flyway", "namespaces": ["shop"], **database}
     path.write_text(yaml.safe_dump({"databases": {"orders": spec}, "on_unreachable": policy}))
     return path
