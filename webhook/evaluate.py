@@ -10,6 +10,7 @@ own lookup path.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,19 +70,20 @@ async def settle(
     evaluations: Sequence[Evaluation], config: Config, *, lookup: bool = True
 ) -> list[tuple[AdmissionResponse | None, Found | None]]:
     """Each evaluation's final answer and what a gate was decided on; (None, None) for a
-    gate left unread when `lookup` is off. Each database is read through `Lookups`."""
+    gate left unread when `lookup` is off. The gates are answered concurrently, as the
+    webhook answers concurrent reviews: `Lookups` reads each database once for all."""
     needed = {e.result.check.db for e in evaluations if isinstance(e.result, decide.PendingGate)}
     sources = {db.name: open_source(db, config.lookup_timeout) for db in needed} if lookup else {}
     lookups = Lookups(sources)
-    answers: list[tuple[AdmissionResponse | None, Found | None]] = []
+
+    async def answer(evaluation: Evaluation) -> tuple[AdmissionResponse | None, Found | None]:
+        if isinstance(evaluation.result, AdmissionResponse):
+            return evaluation.result, None
+        if not lookup:
+            return None, None
+        return await answer_gate(evaluation.result, lookups, config)
+
     try:
-        for evaluation in evaluations:
-            if isinstance(evaluation.result, AdmissionResponse):
-                answers.append((evaluation.result, None))
-            elif not lookup:
-                answers.append((None, None))
-            else:
-                answers.append(await answer_gate(evaluation.result, lookups, config))
+        return list(await asyncio.gather(*map(answer, evaluations)))
     finally:
         lookups.close()
-    return answers
