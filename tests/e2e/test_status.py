@@ -1,20 +1,20 @@
 """`schemagate status` against the real API server (v1.20) and a real PostgreSQL, run as an
 operator who holds only the shipped read-only ClusterRole (manifests/status/).
 
-The workloads are created unlabelled and labelled afterwards: adding the label to an
-unchanged pod template is an UPDATE the gate lets through without a lookup, so the
-scenarios stand whether or not another test left the webhook registered, and stored
-workloads can disagree with their database, which is what status exists to show.
+The workloads are stored while no mutating webhook is registered: they stand for
+workloads that predate the webhook, or whose database was restored from an older backup.
+The webhook would refuse some of them today, which is exactly what status must show.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,14 @@ import yaml
 from tests.component.gate.servers import PostgresServer
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.flyway import FlywayHistory
-from tests.e2e.harness import REPO, Kubectl, unreachable_kubeconfig
+from tests.e2e.harness import (
+    REPO,
+    WEBHOOK_CONFIGURATION,
+    Kubectl,
+    injected,
+    unreachable_kubeconfig,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -76,16 +83,64 @@ def cronjob(name: str, annotations: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def create_labelled(
-    kubectl: Kubectl, namespace: str, objects: Mapping[str, dict[str, Any]]
-) -> None:
-    """Create each object unlabelled, then give it the label `mode` (the mapping's key is
-    `kind/name=mode`)."""
-    kubectl.apply_objects(objects.values(), "-n", namespace)
-    for key in objects:
-        target, _, mode = key.partition("=")
-        if mode:
-            kubectl("label", target, f"{LABEL}={mode}", "-n", namespace, check=True)
+@contextlib.contextmanager
+def admission_suspended(kubectl: Kubectl, probe_namespace: str) -> Iterator[None]:
+    """Every MutatingWebhookConfiguration removed, then put back as it was; the project's
+    own (registered by the `webhook` fixture when another test asked for it) is probed
+    until the API server calls it again, so later tests find it as they expect."""
+    saved = kubectl.json("get", "mutatingwebhookconfigurations")["items"]
+    for configuration in saved:
+        name = configuration["metadata"]["name"]
+        kubectl("delete", "mutatingwebhookconfiguration", name, check=True)
+    try:
+        yield
+    finally:
+        if saved:
+            kubectl.apply_objects([_as_written(c) for c in saved])
+        if any(c["metadata"]["name"] == WEBHOOK_CONFIGURATION for c in saved):
+            wait_for(
+                "the API server to call the webhook again",
+                lambda: _mutated(kubectl, probe_namespace),
+            )
+
+
+def _as_written(stored: Mapping[str, Any]) -> dict[str, Any]:
+    meta = stored["metadata"]
+    kept = {k: meta[k] for k in ("name", "labels", "annotations") if k in meta}
+    return {**stored, "metadata": kept}
+
+
+def _mutated(kubectl: Kubectl, namespace: str) -> bool:
+    probe = deployment("probe", {"schemagate.dev/tool": "flyway"})
+    probe["metadata"]["labels"] = {LABEL: "inject"}
+    done = kubectl(
+        "create",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps(probe),
+    )
+    return done.returncode == 0 and injected(json.loads(done.stdout)) is not None
+
+
+def store(kubectl: Kubectl, namespace: str, objects: Sequence[dict[str, Any]]) -> None:
+    """Apply until the API server no longer calls a removed webhook: it drops a deleted
+    configuration asynchronously, and an apply is idempotent."""
+    listing = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+
+    def stored() -> bool:
+        return kubectl("apply", "-n", namespace, "-f", "-", stdin=listing).returncode == 0
+
+    wait_for(f"the workloads to be stored in {namespace}", stored)
+
+
+def labelled(obj: dict[str, Any], mode: str) -> dict[str, Any]:
+    obj["metadata"]["labels"] = {LABEL: mode}
+    return obj
 
 
 @pytest.fixture(scope="module")
@@ -127,24 +182,25 @@ def scene(
     ready, behind = "status-ready", "status-behind"
     for namespace in (ready, behind):
         kubectl.ensure_namespace(namespace)
-    create_labelled(
-        kubectl,
-        ready,
-        {
-            "deployment/paid=gate": deployment("paid", gate("billing", "41")),
-            "cronjob/nightly=gate": cronjob("nightly", gate("billing", "2")),
-            "deployment/web=inject": deployment("web", {"schemagate.dev/tool": "flyway"}),
-            "deployment/plain": deployment("plain", {}),
-        },
-    )
-    create_labelled(
-        kubectl,
-        behind,
-        {
-            "deployment/pending=gate": deployment("pending", gate("billing", "42")),
-            "deployment/offline=gate": deployment("offline", gate("ledger", "7")),
-        },
-    )
+    with admission_suspended(kubectl, ready):
+        store(
+            kubectl,
+            ready,
+            [
+                labelled(deployment("paid", gate("billing", "41")), "gate"),
+                labelled(cronjob("nightly", gate("billing", "2")), "gate"),
+                labelled(deployment("web", {"schemagate.dev/tool": "flyway"}), "inject"),
+                deployment("plain", {}),
+            ],
+        )
+        store(
+            kubectl,
+            behind,
+            [
+                labelled(deployment("pending", gate("billing", "42")), "gate"),
+                labelled(deployment("offline", gate("ledger", "7")), "gate"),
+            ],
+        )
     return {
         "ready": ready,
         "behind": behind,
@@ -363,7 +419,8 @@ def test_rollouts_are_listed_once_their_crd_exists(
         )
         rollout = deployment("canary", gate("billing", "41"))
         rollout["apiVersion"], rollout["kind"] = "argoproj.io/v1alpha1", "Rollout"
-        create_labelled(kubectl, namespace, {"rollout/canary=gate": rollout})
+        with admission_suspended(kubectl, namespace):
+            store(kubectl, namespace, [labelled(rollout, "gate")])
         done = status(scene, "-n", namespace, "-o", "json")
         (row,) = json.loads(done.stdout)["workloads"]
         assert (row["name"], row["kind"], row["api_version"], row["mode"]) == (
