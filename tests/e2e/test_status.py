@@ -199,6 +199,7 @@ def scene(
             [
                 labelled(deployment("pending", gate("billing", "42")), "gate"),
                 labelled(deployment("offline", gate("ledger", "7")), "gate"),
+                labelled(deployment("typo", gate("biling", "3")), "gate"),
             ],
         )
     return {
@@ -305,6 +306,20 @@ def test_rows_as_json(scene: Mapping[str, Any]) -> None:
         f"be read: {UNREACHABLE}. The gate fails closed (on_unreachable: closed); retry when "
         "the database is reachable.",
     }
+    assert rows[(behind, "typo")] == {
+        "namespace": behind,
+        "name": "typo",
+        "kind": "Deployment",
+        "api_version": "apps/v1",
+        "mode": "gate",
+        "tool": None,
+        "database": "biling",
+        "needed": "3",
+        "recorded": None,
+        "satisfied": "no",
+        "message": f"{behind}/typo: annotation schemagate.dev/database: unknown database "
+        "'biling'; the webhook knows: billing, ledger",
+    }
     assert "secret" not in done.stdout
     inject = rows[(ready, "web")]
     assert (inject["mode"], inject["tool"], inject["satisfied"], inject["message"]) == (
@@ -325,6 +340,7 @@ def test_unsatisfied_namespace_exits_1_as_yaml(scene: Mapping[str, Any]) -> None
     assert [(r["name"], r["satisfied"]) for r in rows] == [
         ("offline", "unknown"),
         ("pending", "no"),
+        ("typo", "no"),
     ]
 
 
@@ -352,6 +368,8 @@ def test_table_notes_say_why(scene: Mapping[str, Any]) -> None:
         f"{behind}/pending (Deployment): {behind}/pending needs schema billing >= 42 (flyway); "
         "billing records 41 (applied 2026-11-20T10:00:00Z). Run the migrations first, then "
         "re-apply.",
+        f"{behind}/typo (Deployment): {behind}/typo: annotation schemagate.dev/database: "
+        "unknown database 'biling'; the webhook knows: billing, ledger",
     ]
 
 
