@@ -446,3 +446,24 @@ def test_rollouts_are_listed_once_their_crd_exists(
         )  # fmt: skip
     finally:
         kubectl("delete", "crd", "rollouts.argoproj.io", "--ignore-not-found", "--wait=true")
+
+
+def test_a_rolebinding_is_enough_for_its_namespace(
+    scene: Mapping[str, Any], kubectl: Kubectl, cluster: ControlPlane
+) -> None:
+    """A team bound to the ClusterRole in its own namespace sees that namespace only."""
+    behind, team = scene["behind"], "team-behind"
+    kubectl(
+        "create", "rolebinding", team, "-n", behind, "--clusterrole=schemagate-status",
+        f"--user={team}", check=True,
+    )  # fmt: skip
+    kubeconfig = cluster.user_kubeconfig(team)
+    own = status(scene, "-n", behind, "-o", "json", kubeconfig=kubeconfig)
+    assert own.returncode == 1, own.stderr
+    assert {r["namespace"] for r in json.loads(own.stdout)["workloads"]} == {behind}
+    everywhere = status(scene, kubeconfig=kubeconfig)
+    assert everywhere.returncode == 2
+    assert everywhere.stderr.startswith(
+        "schemagate: cannot list deployments.apps/v1: 403 Forbidden: deployments.apps is "
+        f'forbidden: User "{team}" cannot list'
+    )
