@@ -16,16 +16,12 @@ from prometheus_client import Counter, Histogram
 
 from webhook import decide, review
 from webhook.config import Config
-from webhook.lookup import Lookups
+from webhook.lookup import Lookups, answer_gate
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.review import AdmissionRequest, AdmissionResponse, BadReview
 from webhook.tls import ServingTLS
 
 log = logging.getLogger("schemagate.admission")
-
-# A denial read from a cache older than this is read again before it is final, so a
-# person who just ran the migration does not wait out the whole cache TTL.
-RECHECK_DENIAL_AFTER = 1.0
 
 
 class BodyBudget:
@@ -178,12 +174,7 @@ async def _answer(state: State, admission: AdmissionRequest, route: str) -> Admi
     result = decide.admit(admission, state.config, route)
     if isinstance(result, AdmissionResponse):
         return result
-    name = result.check.db.name
-    fetched = await state.lookups.get(name, state.config.cache_ttl)
-    answer = decide.finish_gate(result, fetched.found, state.config)
-    if not answer.allowed and fetched.age > RECHECK_DENIAL_AFTER:
-        fetched = await state.lookups.get(name, RECHECK_DENIAL_AFTER)
-        answer = decide.finish_gate(result, fetched.found, state.config)
+    answer, _ = await answer_gate(result, state.lookups, state.config)
     return answer
 
 

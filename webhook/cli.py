@@ -12,7 +12,8 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 
 from webhook import logs
-from webhook.config import ConfigError, StartupError, load_config
+from webhook.config import Config, ConfigError, StartupError, load_config
+from webhook.decide import DEFAULT_EXCLUDED
 
 # Where a pod finds its own namespace (mounted with its service-account token), and the
 # namespace the shipped manifests install into, for a server run outside a pod.
@@ -163,6 +164,75 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("KUBECONFIG"),
         help="kubeconfig outside a pod (default: in-cluster, then $KUBECONFIG)",
     )
+
+    check = sub.add_parser(
+        "check",
+        help="what admission would do to rendered manifests (for CI); exit 1 if any "
+        "would be denied, 2 for bad input",
+    )
+    check.add_argument(
+        "paths",
+        nargs="*",
+        default=["-"],
+        metavar="PATH|-",
+        help="YAML or JSON files, directories (read recursively for *.yaml, *.yml, *.json) "
+        "or - for stdin (the default)",
+    )
+    check.add_argument(
+        "--config",
+        default=_env("CONFIG"),
+        help="the webhook's configuration; without it no database is known, as in the "
+        "shipped config.yaml [SCHEMAGATE_CONFIG]",
+    )
+    check.add_argument(
+        "--no-lookup",
+        action="store_true",
+        help="check everything but what the databases record, reading none",
+    )
+    check.add_argument(
+        "-n",
+        "--namespace",
+        default="default",
+        help="namespace for objects that name none (default: default)",
+    )
+    check.add_argument(
+        "--webhook-namespace",
+        default=_env("NAMESPACE", INSTALL_NAMESPACE),
+        help="the webhook's own namespace, never mutated [SCHEMAGATE_NAMESPACE] "
+        f"(default {INSTALL_NAMESPACE})",
+    )
+    check.add_argument(
+        "--show-patch",
+        action="store_true",
+        help="also print the JSON Patch and the object it produces",
+    )
+    check.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    status = sub.add_parser(
+        "status",
+        help="every labelled workload in the cluster and what its database records; "
+        "exit 1 if a gated one is not satisfied",
+    )
+    status.add_argument(
+        "--config",
+        default=_env("CONFIG"),
+        required=_env("CONFIG") is None,
+        help="the webhook's configuration, to read the databases; set in the webhook's "
+        "pod [SCHEMAGATE_CONFIG]",
+    )
+    status.add_argument("-n", "--namespace", help="only this namespace (default: every namespace)")
+    status.add_argument(
+        "--webhook-namespace",
+        default=_env("NAMESPACE", INSTALL_NAMESPACE),
+        help="the webhook's own namespace, never gated [SCHEMAGATE_NAMESPACE] "
+        f"(default {INSTALL_NAMESPACE})",
+    )
+    status.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig outside a pod (default: in-cluster, then $KUBECONFIG)",
+    )
+    status.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     return parser
 
 
@@ -170,7 +240,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "check":
+        return _check(args)
+    if args.command == "status":
+        return _status(args)
     return _certs(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from webhook.check import CheckOptions, run
+
+    logs.configure("error")  # a database that cannot be read is in the answer already
+    try:
+        config = load_config(args.config) if args.config else Config()
+    except ConfigError as exc:
+        print(f"schemagate: config error: {exc}", file=sys.stderr)
+        return 2
+    options = CheckOptions(
+        paths=args.paths,
+        config=config,
+        excluded=_excluded(args.webhook_namespace),
+        namespace=args.namespace,
+        lookup=not args.no_lookup,
+        show_patch=args.show_patch,
+        output=args.output,
+    )
+    return run(options, sys.stdin, sys.stdout, sys.stderr)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from webhook.status import StatusError, StatusOptions, run
+
+    logs.configure("error")  # a database that cannot be read is in the answer already
+    try:
+        options = StatusOptions(
+            config=load_config(args.config),
+            excluded=_excluded(args.webhook_namespace),
+            kubeconfig=args.kubeconfig,
+            namespace=args.namespace,
+            output=args.output,
+        )
+        code, text = run(options)
+    except ConfigError as exc:
+        print(f"schemagate: config error: {exc}", file=sys.stderr)
+        return 2
+    except StatusError as exc:
+        print(f"schemagate: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return code
+
+
+def _excluded(webhook_namespace: str) -> frozenset[str]:
+    """The namespaces the webhook never acts on, as `serve --namespace` sets them."""
+    return frozenset((*DEFAULT_EXCLUDED, webhook_namespace))
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -18,7 +18,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from webhook import decide
+from webhook.config import Config
 from webhook.gate import Unreachable
+from webhook.review import AdmissionResponse
 from webhook.sources import SourceError, VersionSource
 from webhook.versions import Recorded
 
@@ -29,6 +32,9 @@ Observe = Callable[[str, str, float], None]
 # A failed read is remembered this long, so a dead database costs one deadline per
 # second rather than one per request, and its recovery is noticed within a second.
 FAILURE_TTL = 1.0
+# A denial read from a cache older than this is read again before it is final, so a
+# person who just ran the migration does not wait out the whole cache TTL.
+RECHECK_DENIAL_AFTER = 1.0
 
 
 @dataclass(frozen=True)
@@ -103,3 +109,16 @@ class Lookups:
             task.cancel()
         for source in self._sources.values():
             source.close()
+
+
+async def answer_gate(
+    pending: decide.PendingGate, lookups: Lookups, config: Config
+) -> tuple[AdmissionResponse, Recorded | Unreachable]:
+    """The gate's answer and what it was decided on: the webhook's path, and the CLI's."""
+    name = pending.check.db.name
+    fetched = await lookups.get(name, config.cache_ttl)
+    answer = decide.finish_gate(pending, fetched.found, config)
+    if not answer.allowed and fetched.age > RECHECK_DENIAL_AFTER:
+        fetched = await lookups.get(name, RECHECK_DENIAL_AFTER)
+        answer = decide.finish_gate(pending, fetched.found, config)
+    return answer, fetched.found

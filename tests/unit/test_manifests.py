@@ -24,6 +24,7 @@ from packaging.version import Version
 
 from webhook.cli import build_parser
 from webhook.config import parse_config
+from webhook.status import WORKLOADS
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -640,6 +641,24 @@ def test_plain_files_apply_on_kubernetes_1_20() -> None:
         ("ClusterRoleBinding", CERTS),
     }
     assert plain <= rendered
+
+
+def test_status_role_is_read_only_and_covers_what_status_lists() -> None:
+    """`schemagate status` gets its own ClusterRole, apart from the webhook's: list only."""
+    (role,) = render("manifests/status")
+    assert (role["kind"], role["metadata"]["name"]) == ("ClusterRole", "schemagate-status")
+    granted = set()
+    for rule in role["rules"]:
+        assert rule["verbs"] == ["list"]
+        assert "resourceNames" not in rule
+        granted |= {
+            (group, resource) for group in rule["apiGroups"] for resource in rule["resources"]
+        }
+    assert granted == {(listed.group, listed.plural) for listed in WORKLOADS}
+    assert not {role["metadata"]["name"]} & {
+        d["metadata"]["name"] for d in render("manifests/base")
+    }
+    schema_validate(role, OLDEST_SCHEMA)
 
 
 # --- overlays -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from tests.component.gate import ddl
 from tests.component.gate.servers import PASSWORD, PostgresServer
 from tests.factories import deployment, labelled, review
 from tests.server import start
-from webhook.app import RECHECK_DENIAL_AFTER
+from webhook.lookup import RECHECK_DENIAL_AFTER
 
 pytestmark = pytest.mark.component
 
