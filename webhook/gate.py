@@ -1,4 +1,4 @@
-"""Gate mode: does the recorded schema satisfy what a Deployment declares? Pure.
+"""Gate mode: does the recorded schema satisfy what a workload declares? Pure.
 
 `plan_gate` decides from the request alone whether a lookup is needed (and refuses
 bad annotations, unknown databases and foreign namespaces without any I/O);
@@ -16,6 +16,7 @@ from webhook.config import Config, DatabaseConfig
 from webhook.contract import DATABASE, SCHEMA_VERSION, VERSION_MATCH, GateSpec, Invalid, Match
 from webhook.review import AdmissionRequest, AdmissionResponse, allowed, denied
 from webhook.versions import Recorded, is_version, version_key
+from webhook.workloads import Workload
 
 ORDERED_TOOLS = frozenset(("flyway", "golang-migrate", "atlas"))
 NEXT_STEP = "Run the migrations first, then re-apply."
@@ -38,15 +39,18 @@ class Unreachable:
     reason: str
 
 
-def needs_check(request: AdmissionRequest) -> bool:
-    """CREATE always; UPDATE only when the pod template or the declared version changed.
+def needs_check(request: AdmissionRequest, workload: Workload) -> bool:
+    """CREATE always; UPDATE only when the pod template or the declared version changed,
+    and never for kinds whose pods are made once (a Job's template is immutable).
 
     Scaling, label and other metadata edits never wait on (or get blocked by) the database.
     """
     if request.operation == "CREATE" or request.old_object is None:
         return True
+    if workload.release == "create":
+        return False
     new, old = request.object or {}, request.old_object
-    if _template(new) != _template(old):
+    if workload.template_of(new) != workload.template_of(old):
         return True
     keys = (DATABASE, SCHEMA_VERSION, VERSION_MATCH)
     return any(_annotation(new, key) != _annotation(old, key) for key in keys)
@@ -143,11 +147,6 @@ def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _template(obj: Mapping[str, Any]) -> Any:
-    spec = obj.get("spec")
-    return spec.get("template") if isinstance(spec, dict) else None
 
 
 def _annotation(obj: Mapping[str, Any], key: str) -> Any:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from tests.factories import deployment, review
+from tests.factories import deployment, review, workload
 from webhook import decide
 from webhook.config import Config, DatabaseConfig
 from webhook.gate import GateCheck, Unreachable, needs_check
@@ -226,7 +226,8 @@ def test_updates_are_checked_only_when_template_or_requirement_changes() -> None
     new_image["spec"]["template"]["spec"]["containers"][0]["image"] = "api:2"  # type: ignore[index]
 
     def check(new: dict[str, object]) -> bool:
-        return needs_check(parse_review(orjson.dumps(review(new, operation="UPDATE", old=old))))
+        request = parse_review(orjson.dumps(review(new, operation="UPDATE", old=old)))
+        return needs_check(request, workload("Deployment"))
 
     assert (check(scaled), check(relabelled), check(bumped), check(new_image)) == (
         False,
@@ -263,4 +264,7 @@ def test_switching_to_gate_removes_the_injected_container_once_admitted() -> Non
         },
         {"op": "remove", "path": "/spec/template/spec/initContainers/0"},
     ]
-    assert answer.warnings == (decide.REMOVED,)
+    assert answer.warnings == (
+        "schemagate removed init container schemagate-migrate: "
+        "the Deployment is no longer in inject mode",
+    )
