@@ -47,11 +47,13 @@ class PendingGate:
 
 def mode(request: AdmissionRequest, excluded: Collection[str] = DEFAULT_EXCLUDED) -> str:
     """`pass`, `invalid`, `inject`, `gate` or `removed`, from cheap checks only."""
+    workload = _workload(request)
     if (
         request.operation not in ("CREATE", "UPDATE")
         or request.namespace in excluded
         or request.object is None
-        or _workload(request) is None
+        or workload is None
+        or (request.operation == "UPDATE" and workload.release == "create")
         or workloads.controlled_by_workload(request.object)
     ):
         return "pass"

@@ -40,15 +40,12 @@ class Unreachable:
 
 
 def needs_check(request: AdmissionRequest, workload: Workload) -> bool:
-    """CREATE always; UPDATE only when the pod template or the declared version changed,
-    and never for kinds whose pods are made once (a Job's template is immutable).
+    """CREATE always; UPDATE only when the pod template or the declared version changed.
 
     Scaling, label and other metadata edits never wait on (or get blocked by) the database.
     """
     if request.operation == "CREATE" or request.old_object is None:
         return True
-    if workload.release == "create":
-        return False
     new, old = request.object or {}, request.old_object
     if workload.template_of(new) != workload.template_of(old):
         return True

@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-# When a gated workload is a release: `template` on CREATE and on every UPDATE that
-# changes the pod template (or the declared requirement); `create` only on CREATE, for
-# kinds whose pod template is immutable once created (a Job's pods are made once).
+# What is a release: `template`, CREATE and every UPDATE that changes the pod template
+# (or, in gate mode, the declared requirement); `create`, CREATE only, for kinds whose
+# pod template is immutable once created (a Job's pods are made once). An UPDATE of
+# such a kind passes untouched: the API server would refuse any change to its template,
+# so neither an injection nor a removal could be stored.
 Release = Literal["template", "create"]
 
 

@@ -109,6 +109,14 @@ def test_the_table_names_each_kind_once_with_its_template() -> None:
     assert [w.kind for w in workloads.KINDS if w.release == "create"] == ["Job"]
 
 
+def test_a_job_update_passes_whatever_its_labels() -> None:
+    job = shaped(deployment(mode="inject", annotations=INJECT), "Job")
+    request = parse_review(orjson.dumps(review(job, kind=gvk(job), operation="UPDATE", old=job)))
+    assert decide.mode(request) == "pass"
+    created = parse_review(orjson.dumps(review(job, kind=gvk(job))))
+    assert decide.mode(created) == "inject"
+
+
 def test_every_kind_has_a_real_manifest() -> None:
     seen = {(_row(obj).api_version, obj["kind"]) for _, obj in FIXTURES}
     assert seen == {(w.api_version, w.kind) for w in workloads.KINDS}
@@ -165,10 +173,15 @@ def test_labelled_manifest_gets_one_valid_injection_where_its_kind_keeps_pods(
     assert _answer(result) == AdmissionResponse(True)
     assert _answer(result, operation="UPDATE", old=result) == AdmissionResponse(True)
 
-    # Removing the label takes the container out again, and says so for this kind.
+    # Removing the label takes the container out again, and says so for this kind ...
     unlabelled = copy.deepcopy(result)
     del unlabelled["metadata"]["labels"]["schemagate.dev/migrate"]
     cleaned = _answer(unlabelled, operation="UPDATE", old=result)
+    if row.release == "create":
+        # ... except from a Job: its template is immutable and its pods already made, so
+        # the update passes untouched (a removal would only make the API server refuse it).
+        assert cleaned == AdmissionResponse(True)
+        return
     assert cleaned.allowed and cleaned.patch
     restored = jsonpatch.apply_patch(unlabelled, cleaned.patch)
     assert row.pod_spec(restored).get("initContainers", []) == before.get("initContainers", [])
@@ -258,7 +271,7 @@ def test_a_new_pod_template_is_a_release_except_for_a_job(kind: str) -> None:
     for changed in (new, bumped):
         answer = _admit(changed, operation="UPDATE", old=old)
         # A Job's template is immutable (the API server refuses the change anyway): its
-        # pods are made once, so only its CREATE is a release.
+        # pods are made once, so only its CREATE is a release; its UPDATEs pass.
         assert isinstance(answer, decide.PendingGate) == (kind != "Job"), kind
 
 
