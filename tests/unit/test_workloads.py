@@ -246,6 +246,7 @@ NOT_RELEASES: list[tuple[str, tuple[str, ...], Any]] = [
     ("Job", ("spec", "suspend"), True),
     ("CronJob", ("spec", "suspend"), True),
     ("CronJob", ("spec", "schedule"), "*/5 * * * *"),
+    ("CronJob", ("spec", "successfulJobsHistoryLimit"), 1),
     ("CronJob", ("spec", "jobTemplate", "spec", "parallelism"), 4),
     *[(kind, ("metadata", "labels", "team"), "payments") for kind in KIND_NAMES],
     *[(kind, ("metadata", "annotations", "note"), "hello") for kind in KIND_NAMES],
