@@ -54,7 +54,7 @@ def mode(request: AdmissionRequest, excluded: Collection[str] = DEFAULT_EXCLUDED
         or request.object is None
         or workload is None
         or (request.operation == "UPDATE" and workload.release == "create")
-        or workloads.controlled_by_workload(request.object)
+        or workload.made_by_controller(request.object)
     ):
         return "pass"
     labels = contract.labels_of(request.object)

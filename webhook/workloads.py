@@ -36,6 +36,9 @@ class Workload:
     # Keys to a reference to another object that holds the pod template instead
     # (Argo Rollouts' workloadRef).
     template_ref: tuple[str, ...] | None = None
+    # (apiVersion, kind) of the controllers that make this kind from their own pod
+    # template (a Deployment its ReplicaSets, a CronJob its Jobs).
+    made_by: tuple[tuple[str, str], ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -65,6 +68,21 @@ class Workload:
         count = _at(obj, self.scale)
         return count if isinstance(count, int) and not isinstance(count, bool) else 1
 
+    def made_by_controller(self, obj: Mapping[str, Any]) -> bool:
+        """Whether one of `made_by` controls `obj`: it copies a template schemagate already
+        answered on that owner, and a second answer could only disagree with the first (a
+        patched ReplicaSet no longer matches its Deployment, which then makes another)."""
+        meta = obj.get("metadata")
+        owners = meta.get("ownerReferences") if isinstance(meta, dict) else None
+        if not self.made_by or not isinstance(owners, list):
+            return False
+        return any(
+            isinstance(owner, dict)
+            and owner.get("controller") is True
+            and (owner.get("apiVersion"), owner.get("kind")) in self.made_by
+            for owner in owners
+        )
+
     def referenced(self, obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The object named by `template_ref`, when this one takes its template from it."""
         if self.template_ref is None:
@@ -87,7 +105,13 @@ KINDS: tuple[Workload, ...] = (
         parallel_when=(("spec", "podManagementPolicy"), "Parallel"),
     ),
     Workload(*_APPS, "DaemonSet", "daemonsets", ("spec", "template"), scale=None),
-    Workload(*_APPS, "ReplicaSet", "replicasets", ("spec", "template")),
+    Workload(
+        *_APPS,
+        "ReplicaSet",
+        "replicasets",
+        ("spec", "template"),
+        made_by=(("apps/v1", "Deployment"), ("argoproj.io/v1alpha1", "Rollout")),
+    ),
     Workload(
         "batch",
         "v1",
@@ -96,6 +120,7 @@ KINDS: tuple[Workload, ...] = (
         ("spec", "template"),
         release="create",
         scale=("spec", "parallelism"),
+        made_by=(("batch/v1", "CronJob"), ("batch/v1beta1", "CronJob")),
     ),
     Workload("batch", "v1", "CronJob", "cronjobs", _JOB_TEMPLATE, scale=_CRONJOB_SCALE),
     # Kubernetes < 1.21 serves CronJob as batch/v1beta1 only; the object is the same.
@@ -111,31 +136,11 @@ KINDS: tuple[Workload, ...] = (
 )
 
 _BY_GVK: Mapping[tuple[str, str, str], Workload] = {(w.group, w.version, w.kind): w for w in KINDS}
-_BY_API_VERSION: Mapping[tuple[str, str], Workload] = {(w.api_version, w.kind): w for w in KINDS}
 
 
 def find(group: str, version: str, kind: str) -> Workload | None:
     """The row for a request's kind, or None: schemagate lets that kind pass."""
     return _BY_GVK.get((group, version, kind))
-
-
-def controlled_by_workload(obj: Mapping[str, Any]) -> bool:
-    """Whether a controller made `obj` from the template of a kind in the table.
-
-    A Deployment's ReplicaSets and a CronJob's Jobs copy a template schemagate already
-    saw on the owner: a second answer there could only disagree with the first (a patched
-    ReplicaSet no longer matches its Deployment, which then makes another).
-    """
-    meta = obj.get("metadata")
-    owners = meta.get("ownerReferences") if isinstance(meta, dict) else None
-    if not isinstance(owners, list):
-        return False
-    return any(
-        isinstance(owner, dict)
-        and owner.get("controller") is True
-        and (owner.get("apiVersion"), owner.get("kind")) in _BY_API_VERSION
-        for owner in owners
-    )
 
 
 def _at(obj: Mapping[str, Any], keys: tuple[str, ...]) -> Any:

@@ -316,10 +316,15 @@ def test_objects_made_by_a_known_controller_pass(kind: str, owner: tuple[str, st
 
 def test_objects_owned_otherwise_are_still_handled() -> None:
     job = shaped(deployment(mode="inject", annotations=INJECT), "Job")
-    by_workflow = _owned(job, "argoproj.io/v1alpha1", "Workflow")  # an owner not in the table
+    by_workflow = _owned(job, "argoproj.io/v1alpha1", "Workflow")  # not a maker of Jobs
     not_controller = _owned(job, "batch/v1", "CronJob")
     not_controller["metadata"]["ownerReferences"][0]["controller"] = False
-    for obj in (by_workflow, not_controller):
+    # A Deployment's controller makes ReplicaSets, not Jobs or Deployments.
+    by_deployment = _owned(job, "apps/v1", "Deployment")
+    nested = _owned(
+        shaped(deployment(mode="inject", annotations=INJECT), "Deployment"), "apps/v1", "Deployment"
+    )
+    for obj in (by_workflow, not_controller, by_deployment, nested):
         answer = _answer(obj)
         assert answer.allowed and answer.patch, obj["metadata"]["ownerReferences"]
 
