@@ -1,4 +1,4 @@
-"""The label and annotations a Deployment uses to talk to schemagate. Pure.
+"""The label and annotations a workload uses to talk to schemagate. Pure.
 
 Parsing turns annotations into typed specs or raises `Invalid`, whose message names
 the annotation, the bad value and what is allowed, so a denial tells the user what
@@ -31,7 +31,7 @@ VERSION_MATCH = PREFIX + "version-match"
 ANNOTATIONS = (TOOL, CONTAINER, IMAGE, COMMAND, DATABASE, SCHEMA_VERSION, VERSION_MATCH)
 MATCHES: tuple[Match, ...] = ("at-least", "exact")
 
-# Bounds on what a Deployment may hand us: generous for real use, small enough that a
+# Bounds on what a workload may hand us: generous for real use, small enough that a
 # hostile value is refused before it costs anything.
 MAX_VALUE_CHARS = 256
 MAX_COMMAND_CHARS = 16 * 1024
@@ -39,7 +39,7 @@ MAX_COMMAND_ARGS = 256
 
 
 class Invalid(ValueError):
-    """A Deployment's schemagate label or annotations are wrong; str() says how."""
+    """A workload's schemagate label or annotations are wrong; str() says how."""
 
 
 @dataclass(frozen=True, slots=True)

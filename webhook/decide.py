@@ -7,21 +7,35 @@ fetches that and calls `finish_gate`.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import jsonpatch
 
-from webhook import contract, gate, inject
+from webhook import contract, gate, inject, workloads
 from webhook.config import Config
 from webhook.contract import Invalid
-from webhook.review import AdmissionRequest, AdmissionResponse, JsonPatch, allowed, denied, patched
+from webhook.review import (
+    AdmissionRequest,
+    AdmissionResponse,
+    JsonPatch,
+    allowed,
+    denied,
+    patched,
+    show,
+)
 from webhook.versions import Recorded
+from webhook.workloads import Workload
 
 DEFAULT_EXCLUDED = frozenset(("kube-system",))
-REMOVED = (
-    f"schemagate removed init container {inject.NAME}: the Deployment is no longer in inject mode"
-)
+
+
+def removed(kind: str) -> str:
+    """The warning that goes with taking the injected container out again."""
+    return (
+        f"schemagate removed init container {inject.NAME}: the {kind} is no longer in inject mode"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +44,19 @@ class PendingGate:
 
     check: gate.GateCheck
     cleanup: JsonPatch
+    kind: str
 
 
 def mode(request: AdmissionRequest, excluded: Collection[str] = DEFAULT_EXCLUDED) -> str:
     """`pass`, `invalid`, `inject`, `gate` or `removed`, from cheap checks only."""
+    workload = _workload(request)
     if (
-        not request.is_deployment
-        or request.operation not in ("CREATE", "UPDATE")
+        request.operation not in ("CREATE", "UPDATE")
         or request.namespace in excluded
         or request.object is None
+        or workload is None
+        or (request.operation == "UPDATE" and workload.release == "create")
+        or workload.made_by_controller(request.object)
     ):
         return "pass"
     labels = contract.labels_of(request.object)
@@ -51,24 +69,25 @@ def mode(request: AdmissionRequest, excluded: Collection[str] = DEFAULT_EXCLUDED
 
 
 def admit(request: AdmissionRequest, config: Config, route: str) -> AdmissionResponse | PendingGate:
-    obj = request.object
-    if route == "pass" or obj is None:
+    obj, workload = request.object, _workload(request)
+    if route == "pass" or obj is None or workload is None:
         return allowed()
     if route == "removed":
-        return _with_cleanup(allowed(), inject.plan_removal(obj))
+        return _with_cleanup(allowed(), inject.plan_removal(workload, obj), workload.kind)
     try:
         contract.mode_of(obj)
+        _check_template_here(workload, obj)
         declared = contract.parse_annotations(contract.annotations_of(obj))
         if route == "inject":
             gate.check_declared(request, declared, config)
-            plan = inject.plan_injection(obj, declared.inject_spec(), config)
+            plan = inject.plan_injection(workload, obj, declared.inject_spec(), config)
             return patched(plan.ops, plan.warnings)
         spec = declared.gate_spec()
-        cleanup = inject.plan_removal(obj)
+        cleanup = inject.plan_removal(workload, obj)
         stored = jsonpatch.apply_patch(obj, cleanup) if cleanup else obj
-        if not gate.needs_check(request, stored):
-            return _with_cleanup(allowed(), cleanup)
-        return PendingGate(gate.plan_gate(request, spec, config), cleanup)
+        if not gate.needs_check(request, stored, workload):
+            return _with_cleanup(allowed(), cleanup, workload.kind)
+        return PendingGate(gate.plan_gate(request, spec, config), cleanup, workload.kind)
     except Invalid as exc:
         return denied(f"{request.ref}: {exc}", 422)
 
@@ -76,11 +95,30 @@ def admit(request: AdmissionRequest, config: Config, route: str) -> AdmissionRes
 def finish_gate(
     pending: PendingGate, found: Recorded | gate.Unreachable, config: Config
 ) -> AdmissionResponse:
-    return _with_cleanup(gate.decide_gate(pending.check, found, config), pending.cleanup)
+    answer = gate.decide_gate(pending.check, found, config)
+    return _with_cleanup(answer, pending.cleanup, pending.kind)
 
 
-def _with_cleanup(answer: AdmissionResponse, cleanup: JsonPatch) -> AdmissionResponse:
+def _workload(request: AdmissionRequest) -> Workload | None:
+    return workloads.find(request.group, request.version, request.kind)
+
+
+def _check_template_here(workload: Workload, obj: Mapping[str, Any]) -> None:
+    """Refuse a workload whose pod template lives in another object: the label belongs there."""
+    ref = workload.referenced(obj)
+    if ref is None:
+        return
+    kind, name = ref.get("kind"), ref.get("name")
+    owner = kind if isinstance(kind, str) and kind.isalnum() else "object"
+    raise Invalid(
+        f"this {workload.kind} takes its pod template from {owner} {show(name)} "
+        f"({'.'.join(workload.template_ref or ())}); put the label {contract.LABEL} and "
+        f"the schemagate annotations on that {owner} instead"
+    )
+
+
+def _with_cleanup(answer: AdmissionResponse, cleanup: JsonPatch, kind: str) -> AdmissionResponse:
     """An allow that also takes out a container injected while in inject mode."""
     if not answer.allowed or not cleanup:
         return answer
-    return patched(cleanup, (*answer.warnings, REMOVED))
+    return patched(cleanup, (*answer.warnings, removed(kind)))

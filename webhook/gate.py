@@ -1,4 +1,4 @@
-"""Gate mode: does the recorded schema satisfy what a Deployment declares? Pure.
+"""Gate mode: does the recorded schema satisfy what a workload declares? Pure.
 
 `needs_check` and `plan_gate` decide from the request alone whether a lookup is needed
 (and refuse bad annotations, unknown databases and foreign namespaces without any I/O);
@@ -28,6 +28,7 @@ from webhook.review import AdmissionRequest, AdmissionResponse, allowed, denied
 from webhook.tools import GATE_TOOLS, gate_of
 from webhook.tools.base import iso
 from webhook.versions import Recorded, is_version, version_key
+from webhook.workloads import Workload
 
 NEXT_STEP = "Run the migrations first, then re-apply."
 
@@ -50,8 +51,8 @@ class Unreachable:
     reason: str
 
 
-def needs_check(request: AdmissionRequest, stored: Mapping[str, Any]) -> bool:
-    """CREATE always; UPDATE when the Deployment enters gate mode, or when the pod template
+def needs_check(request: AdmissionRequest, stored: Mapping[str, Any], workload: Workload) -> bool:
+    """CREATE always; UPDATE when the workload enters gate mode, or when the pod template
     as it will be stored (`stored`: the object after schemagate's own patch) or the
     declared requirement changed.
 
@@ -62,7 +63,7 @@ def needs_check(request: AdmissionRequest, stored: Mapping[str, Any]) -> bool:
         return True
     if labels_of(old).get(LABEL) != "gate":
         return True  # a change of mode into gate is a release: e.g. inject -> gate
-    if _template(stored) != _template(old):
+    if workload.template_of(stored) != workload.template_of(old):
         return True
     keys = (DATABASE, SCHEMA_VERSION, VERSION_MATCH)
     return any(_annotation(stored, key) != _annotation(old, key) for key in keys)
@@ -213,11 +214,6 @@ def _recorded(check: GateCheck, found: Recorded) -> str:
     if found.applied_at is not None:
         what += f" (applied {iso(found.applied_at)})"
     return what
-
-
-def _template(obj: Mapping[str, Any]) -> Any:
-    spec = obj.get("spec")
-    return spec.get("template") if isinstance(spec, dict) else None
 
 
 def _annotation(obj: Mapping[str, Any], key: str) -> Any:

@@ -16,9 +16,9 @@ from webhook.config import Config
 from webhook.contract import CONTAINER, IMAGE, InjectSpec, Invalid
 from webhook.review import JsonPatch
 from webhook.tools import TOOLS
+from webhook.workloads import Workload
 
 NAME = "schemagate-migrate"
-INIT_PATH = "/spec/template/spec/initContainers"
 
 # Default commands, from each tool's module. `$(DATABASE_URL)` is Kubernetes' own
 # env-var expansion in command/args: no shell is involved anywhere.
@@ -51,28 +51,23 @@ class Injection:
     warnings: tuple[str, ...]
 
 
-def pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = obj.get("spec")
-    template = spec.get("template") if isinstance(spec, dict) else None
-    pod = template.get("spec") if isinstance(template, dict) else None
-    return pod if isinstance(pod, dict) else {}
-
-
-def init_containers(obj: Mapping[str, Any]) -> Sequence[Any]:
-    value = pod_spec(obj).get("initContainers")
+def init_containers(workload: Workload, obj: Mapping[str, Any]) -> Sequence[Any]:
+    value = workload.pod_spec(obj).get("initContainers")
     return value if isinstance(value, list) else []
 
 
-def find_injected(obj: Mapping[str, Any]) -> int | None:
-    for index, container in enumerate(init_containers(obj)):
+def find_injected(workload: Workload, obj: Mapping[str, Any]) -> int | None:
+    for index, container in enumerate(init_containers(workload, obj)):
         if isinstance(container, dict) and container.get("name") == NAME:
             return index
     return None
 
 
-def build_container(obj: Mapping[str, Any], spec: InjectSpec, config: Config) -> dict[str, Any]:
-    """The desired init container, or `Invalid` when the Deployment cannot host one."""
-    containers = pod_spec(obj).get("containers")
+def build_container(
+    workload: Workload, obj: Mapping[str, Any], spec: InjectSpec, config: Config
+) -> dict[str, Any]:
+    """The desired init container, or `Invalid` when the workload cannot host one."""
+    containers = workload.pod_spec(obj).get("containers")
     if not isinstance(containers, list) or not containers:
         raise Invalid("the pod template has no containers to borrow an image and environment from")
     app = _app_container(containers, spec.container)
@@ -88,27 +83,33 @@ def build_container(obj: Mapping[str, Any], spec: InjectSpec, config: Config) ->
     return container
 
 
-def plan_injection(obj: Mapping[str, Any], spec: InjectSpec, config: Config) -> Injection:
-    desired = build_container(obj, spec, config)
-    index = find_injected(obj)
+def plan_injection(
+    workload: Workload, obj: Mapping[str, Any], spec: InjectSpec, config: Config
+) -> Injection:
+    desired = build_container(workload, obj, spec, config)
+    path = _init_path(workload)
+    index = find_injected(workload, obj)
     if index is None:
-        if "initContainers" in pod_spec(obj) and isinstance(pod_spec(obj)["initContainers"], list):
-            ops: JsonPatch = [{"op": "add", "path": INIT_PATH + "/-", "value": desired}]
+        if isinstance(workload.pod_spec(obj).get("initContainers"), list):
+            ops: JsonPatch = [{"op": "add", "path": path + "/-", "value": desired}]
         else:
-            ops = [{"op": "add", "path": INIT_PATH, "value": [desired]}]
-    elif matches(init_containers(obj)[index], desired):
+            ops = [{"op": "add", "path": path, "value": [desired]}]
+    elif matches(init_containers(workload, obj)[index], desired):
         ops = []
     else:
-        ops = [_guard(index), {"op": "replace", "path": f"{INIT_PATH}/{index}", "value": desired}]
-    return Injection(ops, _warnings(obj, spec, desired) if ops else ())
+        ops = [
+            _guard(workload, index),
+            {"op": "replace", "path": f"{path}/{index}", "value": desired},
+        ]
+    return Injection(ops, _warnings(workload, obj, spec, desired) if ops else ())
 
 
-def plan_removal(obj: Mapping[str, Any]) -> JsonPatch:
+def plan_removal(workload: Workload, obj: Mapping[str, Any]) -> JsonPatch:
     """Ops that take the injected container out (label removed, or switched to gate)."""
-    index = find_injected(obj)
+    index = find_injected(workload, obj)
     if index is None:
         return []
-    return [_guard(index), {"op": "remove", "path": f"{INIT_PATH}/{index}"}]
+    return [_guard(workload, index), {"op": "remove", "path": f"{_init_path(workload)}/{index}"}]
 
 
 def matches(existing: Any, desired: Mapping[str, Any]) -> bool:
@@ -141,10 +142,14 @@ def _app_container(containers: list[Any], wanted: str | None) -> Mapping[str, An
     raise Invalid(f"annotation {CONTAINER}: no container named {wanted!r}; containers: {names}")
 
 
-def _guard(index: int) -> dict[str, Any]:
+def _init_path(workload: Workload) -> str:
+    return workload.pod_pointer + "/initContainers"
+
+
+def _guard(workload: Workload, index: int) -> dict[str, Any]:
     # A `test` op makes the patch fail rather than touch the wrong container if the
     # array changed between our read and the API server applying the patch.
-    return {"op": "test", "path": f"{INIT_PATH}/{index}/name", "value": NAME}
+    return {"op": "test", "path": f"{_init_path(workload)}/{index}/name", "value": NAME}
 
 
 def _printable(text: str) -> str:
@@ -153,18 +158,18 @@ def _printable(text: str) -> str:
 
 
 def _warnings(
-    obj: Mapping[str, Any], spec: InjectSpec, container: Mapping[str, Any]
+    workload: Workload, obj: Mapping[str, Any], spec: InjectSpec, container: Mapping[str, Any]
 ) -> tuple[str, ...]:
     command = " ".join(container["command"])
     notes = [
         f"schemagate injected init container {NAME} ({spec.tool}): "
         f"image {_printable(container['image'])}, command: {_printable(command)}"
     ]
-    spec_ = obj.get("spec")
-    replicas = spec_.get("replicas", 1) if isinstance(spec_, dict) else 1
-    if not TOOLS[spec.tool].locks and isinstance(replicas, int) and replicas > 1:
+    pods = workload.pods_at_once(obj)
+    if not TOOLS[spec.tool].locks and (pods is None or pods > 1):
+        many = "one pod per node" if workload.scale is None else f"{workload.scale[-1]}: {pods}"
         notes.append(
-            f"{spec.tool} takes no lock: with {replicas} replicas, several pods may run "
+            f"{spec.tool} takes no lock: with {many}, several pods may run "
             "migrations at once; consider schemagate.dev/migrate: gate with a single "
             "migration Job"
         )

@@ -49,10 +49,6 @@ class AdmissionRequest:
     username: str
 
     @property
-    def is_deployment(self) -> bool:
-        return (self.group, self.version, self.kind) == ("apps", "v1", "Deployment")
-
-    @property
     def ref(self) -> str:
         """`namespace/name` for messages and logs."""
         return f"{self.namespace}/{self.name}"

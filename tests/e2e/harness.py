@@ -241,18 +241,21 @@ def wait_for(
 
 
 def pod_spec(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The pod spec of a Deployment (spec.template.spec) or of a Pod (spec)."""
+    """The pod spec of a workload (spec.template.spec, a CronJob's
+    spec.jobTemplate.spec.template.spec) or of a Pod (spec)."""
     spec: dict[str, Any] = obj["spec"]
+    if "jobTemplate" in spec:
+        spec = spec["jobTemplate"]["spec"]
     return spec["template"]["spec"] if "template" in spec else spec
 
 
 def init_container_names(obj: Mapping[str, Any]) -> list[str]:
-    """Names of the init containers of a Deployment's pod template, or of a Pod."""
+    """Names of the init containers of a workload's pod template, or of a Pod."""
     return [c.get("name") for c in pod_spec(obj).get("initContainers") or []]
 
 
 def injected(obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The stored `schemagate-migrate` init container of a Deployment or Pod, if any."""
+    """The stored `schemagate-migrate` init container of a workload or Pod, if any."""
     for container in pod_spec(obj).get("initContainers") or []:
         if container.get("name") == INJECTED:
             found: dict[str, Any] = container
@@ -285,3 +288,31 @@ def unreachable_kubeconfig(path: Path) -> int:
         )
     )
     return port
+
+
+def injection_problem(plain: dict[str, Any] | None, stored: dict[str, Any] | None) -> str | None:
+    """Why `stored` is not `plain` + a correctly inherited schemagate-migrate, or None."""
+    if plain is None or stored is None:
+        return "not returned by the dry run" if plain is None else "not stored"
+    if stored["metadata"]["labels"].get(LABEL) != "inject":
+        return "label missing"
+    want_pod, got_pod = pod_spec(plain), pod_spec(stored)
+    names = [c["name"] for c in got_pod.get("initContainers", [])]
+    before = [c["name"] for c in want_pod.get("initContainers", [])]
+    if names != [*before, INJECTED]:
+        return f"init containers {names}, expected {[*before, INJECTED]}"
+    *kept, migrate = got_pod["initContainers"]
+    if kept != want_pod.get("initContainers", []):
+        return "existing init containers changed"
+    rest = {k: v for k, v in got_pod.items() if k != "initContainers"}
+    if rest != {k: v for k, v in want_pod.items() if k != "initContainers"}:
+        return "pod template changed outside initContainers"
+    app = got_pod["containers"][0]
+    if migrate.get("image") != app.get("image"):
+        return f"image {migrate.get('image')!r}, app has {app.get('image')!r}"
+    if migrate.get("command") != ["flyway", "migrate"]:
+        return f"command {migrate.get('command')}"
+    for key in INHERITED:
+        if migrate.get(key) != app.get(key):
+            return f"{key}: {migrate.get(key)!r} != app's {app.get(key)!r}"
+    return None

@@ -362,7 +362,8 @@ def test_a_label_flip_from_inject_to_gate_is_gated(
 
     message = (
         f"{ns}/sw needs schema orders >= 99 (flyway); orders records 41 "
-        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, then re-apply."
+        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, "
+        "then re-apply."
     )
     assert flipped.returncode != 0
     assert f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}' in (

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import INHERITED, INJECTED, LABEL, Kubectl, namespace_object, pod_spec
+from tests.e2e.harness import LABEL, Kubectl, injection_problem, namespace_object
 from tests.factories import corpus, labelled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhook")]
@@ -121,31 +121,3 @@ def items(output: str) -> dict[str, dict[str, Any]]:
     out = json.loads(output)
     found = out["items"] if out.get("kind") == "List" else [out]
     return {obj["metadata"]["namespace"]: obj for obj in found}
-
-
-def injection_problem(plain: dict[str, Any] | None, stored: dict[str, Any] | None) -> str | None:
-    """Why `stored` is not `plain` + a correctly inherited schemagate-migrate, or None."""
-    if plain is None or stored is None:
-        return "not returned by the dry run" if plain is None else "not stored"
-    if stored["metadata"]["labels"].get(LABEL) != "inject":
-        return "label missing"
-    want_pod, got_pod = pod_spec(plain), pod_spec(stored)
-    names = [c["name"] for c in got_pod.get("initContainers", [])]
-    before = [c["name"] for c in want_pod.get("initContainers", [])]
-    if names != [*before, INJECTED]:
-        return f"init containers {names}, expected {[*before, INJECTED]}"
-    *kept, migrate = got_pod["initContainers"]
-    if kept != want_pod.get("initContainers", []):
-        return "existing init containers changed"
-    rest = {k: v for k, v in got_pod.items() if k != "initContainers"}
-    if rest != {k: v for k, v in want_pod.items() if k != "initContainers"}:
-        return "pod template changed outside initContainers"
-    app = got_pod["containers"][0]
-    if migrate.get("image") != app.get("image"):
-        return f"image {migrate.get('image')!r}, app has {app.get('image')!r}"
-    if migrate.get("command") != ["flyway", "migrate"]:
-        return f"command {migrate.get('command')}"
-    for key in INHERITED:
-        if migrate.get(key) != app.get(key):
-            return f"{key}: {migrate.get(key)!r} != app's {app.get(key)!r}"
-    return None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from tests.factories import deployment, review
+from tests.factories import deployment, review, workload
 from webhook import decide
 from webhook.config import Config, DatabaseConfig
 from webhook.gate import GateCheck, Unreachable, needs_check
@@ -272,7 +272,7 @@ def test_updates_are_checked_only_when_template_or_requirement_changes() -> None
 
     def check(new: dict[str, object]) -> bool:
         request = parse_review(orjson.dumps(review(new, operation="UPDATE", old=old)))
-        return needs_check(request, new)
+        return needs_check(request, new, workload("Deployment"))
 
     assert (check(scaled), check(relabelled), check(bumped), check(new_image)) == (
         False,
@@ -309,7 +309,10 @@ def test_switching_to_gate_removes_the_injected_container_once_admitted() -> Non
         },
         {"op": "remove", "path": "/spec/template/spec/initContainers/0"},
     ]
-    assert answer.warnings == (decide.REMOVED,)
+    assert answer.warnings == (
+        "schemagate removed init container schemagate-migrate: "
+        "the Deployment is no longer in inject mode",
+    )
 
 
 def test_unknown_database_lists_only_what_the_namespace_may_use() -> None:
@@ -370,12 +373,13 @@ def test_gate_judges_the_template_as_stored_after_the_cleanup() -> None:
     # template equals the old one, so no lookup is needed.
     request = parse_review(orjson.dumps(review(new, operation="UPDATE", old=old)))
     stored = copy.deepcopy(gated)
-    assert (needs_check(request, new), needs_check(request, stored)) == (True, False)
+    kind = workload("Deployment")
+    assert (needs_check(request, new, kind), needs_check(request, stored, kind)) == (True, False)
     # Entering gate from no label at all, with an unchanged template, is a release too.
     unlabelled = copy.deepcopy(gated)
     del unlabelled["metadata"]["labels"]["schemagate.dev/migrate"]  # type: ignore[index]
     entering = parse_review(orjson.dumps(review(gated, operation="UPDATE", old=unlabelled)))
-    assert needs_check(entering, gated)
+    assert needs_check(entering, gated, kind)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
+from webhook import workloads
 from webhook.cli import build_parser
 from webhook.config import parse_config
 from webhook.status import WORKLOADS
@@ -40,7 +42,15 @@ MIGRATE_LABEL = "schemagate.dev/migrate"
 # Every kustomization in the tree, found on disk, so a new overlay or example is tested
 # without editing this file; EXPECTED_KUSTOMIZATIONS pins the ones that must exist.
 KUSTOMIZATIONS = sorted(
-    path.parent.relative_to(ROOT).as_posix() for path in MANIFESTS.rglob("kustomization.yaml")
+    path.parent.relative_to(ROOT).as_posix()
+    for path in MANIFESTS.rglob("kustomization.yaml")
+    if yaml.safe_load(path.read_text())["kind"] == "Kustomization"
+)
+# Kustomize components (kind: Component) render only as part of an overlay; tested below.
+COMPONENTS = sorted(
+    path.parent.relative_to(ROOT).as_posix()
+    for path in MANIFESTS.rglob("kustomization.yaml")
+    if yaml.safe_load(path.read_text())["kind"] == "Component"
 )
 EXPECTED_KUSTOMIZATIONS = {
     "manifests/base",
@@ -292,15 +302,10 @@ def test_api_versions_are_current() -> None:
 def test_webhook_configuration_fields() -> None:
     (hook,) = webhooks(render("manifests/base"))
     assert hook["name"] == "migrate.schemagate.dev"
-    assert hook["rules"] == [
-        {
-            "apiGroups": ["apps"],
-            "apiVersions": ["v1"],
-            "resources": ["deployments"],
-            "operations": ["CREATE", "UPDATE"],
-            "scope": "Namespaced",
-        }
-    ]
+    for rule in hook["rules"]:
+        assert rule["operations"] == ["CREATE", "UPDATE"]
+        assert rule["scope"] == "Namespaced"
+    assert intercepted(hook) == {(w.group, w.version, w.resource) for w in workloads.KINDS}
     resources = [r for rule in hook["rules"] for r in rule["resources"]]
     assert not [r for r in resources if "/" in r or r == "*"], "no subresources, no wildcards"
     assert hook["objectSelector"] == {
@@ -317,6 +322,46 @@ def test_webhook_configuration_fields() -> None:
     assert hook["matchPolicy"] == "Equivalent"
     # Fail: gate mode must not silently let Deployments through (justified in the file).
     assert hook["failurePolicy"] == "Fail"
+
+
+def intercepted(hook: Doc) -> set[tuple[str, str, str]]:
+    """(group, version, resource) for everything the webhook's rules send to schemagate."""
+    return {
+        (group, version, resource)
+        for rule in hook["rules"]
+        for group in rule["apiGroups"]
+        for version in rule["apiVersions"]
+        for resource in rule["resources"]
+    }
+
+
+@pytest.mark.parametrize("base", ["manifests/base", "manifests/overlays/cert-manager"])
+def test_without_rollouts_component_drops_only_rollouts(base: str, tmp_path: Path) -> None:
+    assert COMPONENTS == ["manifests/components/without-rollouts"]
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(ROOT / base, overlay)],
+                "components": [os.path.relpath(ROOT / COMPONENTS[0], overlay)],
+            }
+        )
+    )
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(overlay)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    (hook,) = webhooks(docs)
+    (full,) = webhooks(render(base))
+    assert intercepted(full) - intercepted(hook) == {("argoproj.io", "v1alpha1", "rollouts")}
+    assert intercepted(hook) <= intercepted(full)
+    assert {**hook, "rules": None} == {**full, "rules": None}
+    assert len(docs) == len(render(base))
+    schema_validate(only(docs, "MutatingWebhookConfiguration"), KUBERNETES_VERSION)
 
 
 def test_webhook_timeout_exceeds_lookup_deadline() -> None:

@@ -94,7 +94,8 @@ def test_parse_reads_the_request() -> None:
         "web",
         "shop/web",
     )
-    assert req.is_deployment and req.dry_run
+    assert (req.group, req.version, req.kind) == ("apps", "v1", "Deployment")
+    assert req.dry_run
     assert req.username == "kubernetes-admin"
     assert req.old_object is not None and req.object is not None
 
