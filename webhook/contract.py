@@ -27,8 +27,13 @@ COMMAND = PREFIX + "command"
 DATABASE = PREFIX + "database"
 SCHEMA_VERSION = PREFIX + "schema-version"
 VERSION_MATCH = PREFIX + "version-match"
-ANNOTATIONS = (TOOL, CONTAINER, IMAGE, COMMAND, DATABASE, SCHEMA_VERSION, VERSION_MATCH)
+RUN = PREFIX + "run"
+RETRY = PREFIX + "retry"  # read by the controller only: a new value retries a failed run
+ANNOTATIONS = (TOOL, CONTAINER, IMAGE, COMMAND, DATABASE, SCHEMA_VERSION, VERSION_MATCH, RUN, RETRY)
 MATCHES = ("at-least", "exact")
+RUNS = ("every-pod", "once")
+# Set by schemagate on the pod template in `run: once`: the release its pods wait for.
+RELEASE = PREFIX + "release"
 
 # Bounds on what a Deployment may hand us: generous for real use, small enough that a
 # hostile value is refused before it costs anything.
@@ -37,6 +42,7 @@ MAX_COMMAND_CHARS = 16 * 1024
 MAX_COMMAND_ARGS = 256
 
 Match = Literal["at-least", "exact"]
+Run = Literal["every-pod", "once"]
 
 
 class Invalid(ValueError):
@@ -49,6 +55,7 @@ class InjectSpec:
     container: str | None
     image: str | None
     command: tuple[str, ...] | None
+    run: Run = "every-pod"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +108,9 @@ def parse_inject(annots: Mapping[str, Any]) -> InjectSpec:
             f"annotation {COMMAND}: required when {TOOL} is command "
             '(a JSON list of strings, e.g. ["./migrate", "up"])'
         )
-    return InjectSpec(tool, container, image, command)
+    run: Run = _choice(annots, RUN, RUNS) if RUN in annots else "every-pod"  # type: ignore[assignment]
+    _optional_text(annots, RETRY)
+    return InjectSpec(tool, container, image, command, run)
 
 
 def parse_gate(annots: Mapping[str, Any]) -> GateSpec:

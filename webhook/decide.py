@@ -10,16 +10,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from webhook import contract, gate, inject
+from webhook import contract, gate, inject, once
 from webhook.config import Config
 from webhook.contract import Invalid
 from webhook.review import AdmissionRequest, AdmissionResponse, JsonPatch, allowed, denied, patched
 from webhook.versions import Recorded
 
 DEFAULT_EXCLUDED = frozenset(("kube-system",))
-REMOVED = (
-    f"schemagate removed init container {inject.NAME}: the Deployment is no longer in inject mode"
-)
+REMOVED = "schemagate removed what it injected: the Deployment is no longer in inject mode"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +56,9 @@ def admit(request: AdmissionRequest, config: Config, route: str) -> AdmissionRes
         contract.mode_of(obj)
         annotations = contract.annotations_of(obj)
         if route == "inject":
-            plan = inject.plan_injection(obj, contract.parse_inject(annotations), config)
+            wanted = contract.parse_inject(annotations)
+            planner = once.plan_once if wanted.run == "once" else inject.plan_injection
+            plan = planner(obj, wanted, config)
             return patched(plan.ops, plan.warnings)
         spec = contract.parse_gate(annotations)
         cleanup = inject.plan_removal(obj)

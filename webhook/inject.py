@@ -13,11 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.config import Config
-from webhook.contract import CONTAINER, IMAGE, InjectSpec, Invalid
+from webhook.contract import CONTAINER, IMAGE, RELEASE, InjectSpec, Invalid
 from webhook.review import JsonPatch
 
 NAME = "schemagate-migrate"
+# What `run: once` places instead (webhook/once.py): an init container that waits for the
+# release's marker ConfigMap, mounted from a volume, and the release on the template.
+WAIT = "schemagate-wait"
+VOLUME = "schemagate-release"
 INIT_PATH = "/spec/template/spec/initContainers"
+VOLUMES_PATH = "/spec/template/spec/volumes"
+ANNOTATIONS_PATH = "/spec/template/metadata/annotations"
 
 # Default commands. `$(DATABASE_URL)` is Kubernetes' own env-var expansion in
 # command/args: no shell is involved anywhere.
@@ -69,18 +75,6 @@ def pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return pod if isinstance(pod, dict) else {}
 
 
-def init_containers(obj: Mapping[str, Any]) -> Sequence[Any]:
-    value = pod_spec(obj).get("initContainers")
-    return value if isinstance(value, list) else []
-
-
-def find_injected(obj: Mapping[str, Any]) -> int | None:
-    for index, container in enumerate(init_containers(obj)):
-        if isinstance(container, dict) and container.get("name") == NAME:
-            return index
-    return None
-
-
 def build_container(obj: Mapping[str, Any], spec: InjectSpec, config: Config) -> dict[str, Any]:
     """The desired init container, or `Invalid` when the Deployment cannot host one."""
     containers = pod_spec(obj).get("containers")
@@ -99,27 +93,89 @@ def build_container(obj: Mapping[str, Any], spec: InjectSpec, config: Config) ->
     return container
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What schemagate places on a pod template; None: nothing of that kind."""
+
+    migrate: Mapping[str, Any] | None = None
+    wait: Mapping[str, Any] | None = None
+    volume: Mapping[str, Any] | None = None
+    release: str | None = None
+
+
 def plan_injection(obj: Mapping[str, Any], spec: InjectSpec, config: Config) -> Injection:
     desired = build_container(obj, spec, config)
-    index = find_injected(obj)
-    if index is None:
-        if "initContainers" in pod_spec(obj) and isinstance(pod_spec(obj)["initContainers"], list):
-            ops: JsonPatch = [{"op": "add", "path": INIT_PATH + "/-", "value": desired}]
-        else:
-            ops = [{"op": "add", "path": INIT_PATH, "value": [desired]}]
-    elif matches(init_containers(obj)[index], desired):
-        ops = []
-    else:
-        ops = [_guard(index), {"op": "replace", "path": f"{INIT_PATH}/{index}", "value": desired}]
+    ops = plan_placement(obj, Placement(migrate=desired))
     return Injection(ops, _warnings(obj, spec, desired) if ops else ())
 
 
 def plan_removal(obj: Mapping[str, Any]) -> JsonPatch:
-    """Ops that take the injected container out (label removed, or switched to gate)."""
-    index = find_injected(obj)
-    if index is None:
+    """Ops that take out all schemagate placed (label removed, or switched to gate)."""
+    return plan_placement(obj, Placement())
+
+
+def plan_placement(obj: Mapping[str, Any], want: Placement) -> JsonPatch:
+    """The minimal ops that make the template carry exactly `want` of schemagate's items;
+    every change to an existing item is guarded by a `test` op."""
+    pod = pod_spec(obj)
+    ops = _converge(INIT_PATH, pod.get("initContainers"), {NAME: want.migrate, WAIT: want.wait})
+    ops += _converge(VOLUMES_PATH, pod.get("volumes"), {VOLUME: want.volume})
+    return ops + _converge_release(obj, want.release)
+
+
+def _converge(path: str, current: Any, wanted: Mapping[str, Mapping[str, Any] | None]) -> JsonPatch:
+    items: list[Any] | None = list(current) if isinstance(current, list) else None
+    ops: JsonPatch = []
+    for name, desired in wanted.items():
+        index = _index(items or [], name)
+        if index is None:
+            if desired is None:
+                continue
+            if items is None:
+                ops.append({"op": "add", "path": path, "value": [desired]})
+                items = [desired]
+            else:
+                ops.append({"op": "add", "path": path + "/-", "value": desired})
+                items.append(desired)
+        elif items is not None and desired is None:
+            ops += [_guard(path, index, name), {"op": "remove", "path": f"{path}/{index}"}]
+            del items[index]
+        elif items is not None and desired is not None and not matches(items[index], desired):
+            ops += [
+                _guard(path, index, name),
+                {"op": "replace", "path": f"{path}/{index}", "value": desired},
+            ]
+            items[index] = desired
+    return ops
+
+
+def _converge_release(obj: Mapping[str, Any], release: str | None) -> JsonPatch:
+    spec = obj.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    meta = template.get("metadata") if isinstance(template, dict) else None
+    annots = meta.get("annotations") if isinstance(meta, dict) else None
+    current = annots.get(RELEASE) if isinstance(annots, dict) else None
+    if current == release:
         return []
-    return [_guard(index), {"op": "remove", "path": f"{INIT_PATH}/{index}"}]
+    path = ANNOTATIONS_PATH + "/" + RELEASE.replace("~", "~0").replace("/", "~1")
+    if current is not None:
+        guard = {"op": "test", "path": path, "value": current}
+        if release is None:
+            return [guard, {"op": "remove", "path": path}]
+        return [guard, {"op": "replace", "path": path, "value": release}]
+    if isinstance(annots, dict):
+        return [{"op": "add", "path": path, "value": release}]
+    if isinstance(meta, dict):
+        return [{"op": "add", "path": ANNOTATIONS_PATH, "value": {RELEASE: release}}]
+    metadata = {"annotations": {RELEASE: release}}
+    return [{"op": "add", "path": "/spec/template/metadata", "value": metadata}]
+
+
+def _index(items: Sequence[Any], name: str) -> int | None:
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == name:
+            return index
+    return None
 
 
 def matches(existing: Any, desired: Mapping[str, Any]) -> bool:
@@ -152,10 +208,10 @@ def _app_container(containers: list[Any], wanted: str | None) -> Mapping[str, An
     raise Invalid(f"annotation {CONTAINER}: no container named {wanted!r}; containers: {names}")
 
 
-def _guard(index: int) -> dict[str, Any]:
-    # A `test` op makes the patch fail rather than touch the wrong container if the
-    # array changed between our read and the API server applying the patch.
-    return {"op": "test", "path": f"{INIT_PATH}/{index}/name", "value": NAME}
+def _guard(path: str, index: int, name: str) -> dict[str, Any]:
+    # A `test` op makes the patch fail rather than touch the wrong item if the array
+    # changed between our read and the API server applying the patch.
+    return {"op": "test", "path": f"{path}/{index}/name", "value": name}
 
 
 def _printable(text: str) -> str:

@@ -494,7 +494,7 @@ def test_base_objects_live_in_the_webhook_namespace() -> None:
 
 def test_network_policy() -> None:
     docs = render("manifests/base")
-    policy = only(docs, "NetworkPolicy")
+    policy = only(docs, "NetworkPolicy", "schemagate")
     assert selects(policy["spec"]["podSelector"], pod_labels(only(docs, "Deployment", NAME)))
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     (ingress,) = policy["spec"]["ingress"]
@@ -512,10 +512,17 @@ def test_network_policy() -> None:
 # --- RBAC -----------------------------------------------------------------------------
 
 
+def webhook_rbac(docs: list[Doc], *kinds: str) -> list[Doc]:
+    """The webhook's own roles and bindings (the controller has its own, tested below)."""
+    return [d for d in of_kind(docs, *kinds) if d["metadata"]["name"] == NAME]
+
+
 def test_rbac_least_privilege() -> None:
     docs = render("manifests/base")
     rules = [
-        (doc["kind"], rule) for doc in of_kind(docs, "Role", "ClusterRole") for rule in doc["rules"]
+        (doc["kind"], rule)
+        for doc in webhook_rbac(docs, "Role", "ClusterRole")
+        for rule in doc["rules"]
     ]
     assert rules
     secret_verbs: set[str] = set()
@@ -540,13 +547,63 @@ def test_rbac_least_privilege() -> None:
     assert only(docs, "Role")["metadata"]["namespace"] == NAMESPACE
 
     roles = {(d["kind"], d["metadata"]["name"]) for d in of_kind(docs, "Role", "ClusterRole")}
-    for binding in of_kind(docs, "RoleBinding", "ClusterRoleBinding"):
+    for binding in webhook_rbac(docs, "RoleBinding", "ClusterRoleBinding"):
         assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) in roles
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}
         ]
     deployment = only(docs, "Deployment", NAME)
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == NAME
+
+
+CONTROLLER = "schemagate-controller"
+
+
+def test_controller_rbac_is_exactly_what_run_once_needs() -> None:
+    """Nothing on Secrets, no Pods, nothing on the webhook configuration; ConfigMaps by
+    name only (no list or watch)."""
+    docs = render("manifests/base")
+    role = only(docs, "ClusterRole", CONTROLLER)
+    assert role["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": ["batch"],
+            "resources": ["jobs"],
+            "verbs": ["get", "list", "watch", "create", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "delete"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+    assert not of_kind(
+        [d for d in docs if d["metadata"]["name"] == CONTROLLER], "Role", "RoleBinding"
+    )
+    binding = only(docs, "ClusterRoleBinding", CONTROLLER)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": CONTROLLER,
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": CONTROLLER, "namespace": NAMESPACE}
+    ]
+    deployment = only(docs, "Deployment", CONTROLLER)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == CONTROLLER
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = pod["containers"]
+    assert container["args"] == ["controller"]
+    # The same image and the same configuration as the webhook.
+    webhook = server(only(docs, "Deployment", NAME))
+    assert container["image"] == webhook["image"]
+    config = only(docs, "ConfigMap")["metadata"]["name"]
+    assert {v["configMap"]["name"] for v in pod["volumes"]} == {config}
+
+
+def test_the_wait_image_is_the_serving_image() -> None:
+    for tree in ("manifests/base", "tests/node/overlay"):
+        webhook = server(only(render(tree), "Deployment", NAME))
+        assert env_of(webhook)["SCHEMAGATE_WAIT_IMAGE"]["value"] == webhook["image"], tree
 
 
 def test_plain_files_apply_on_kubernetes_1_20() -> None:
@@ -630,7 +687,7 @@ def test_cert_manager_overlay() -> None:
     assert PurePosixPath(env["SCHEMAGATE_TLS_CERT"]["value"]).name == paths["tls.crt"]
     assert PurePosixPath(env["SCHEMAGATE_TLS_KEY"]["value"]).name == paths["tls.key"]
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
-    assert not of_kind(docs, "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+    assert not webhook_rbac(docs, "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 
 
 # --- GitOps examples ------------------------------------------------------------------
