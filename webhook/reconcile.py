@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -48,7 +49,7 @@ class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
-    release: str  # the short hash: one Event per release and reason
+    key: str  # one Event per release, retry and reason (see `event_body`)
 
 
 Action: TypeAlias = Create | Delete | Event
@@ -88,7 +89,9 @@ def decide(
             return [
                 Delete("Job", release.job),
                 Delete("ConfigMap", release.marker),
-                Event("Normal", "MigrationRetry", f"retrying Job {release.job}", release.short),
+                Event(
+                    "Normal", "MigrationRetry", f"retrying Job {release.job}", _key(release, retry)
+                ),
             ]
         return []
     own = next((j for j in jobs if _name(j) == release.job), None)
@@ -101,7 +104,7 @@ def decide(
         reason = _failure(own) if state == "failed" else ""
         return [
             Create("ConfigMap", marker_body(workload, release, own, state, reason, now)),
-            _ended(release, state, reason),
+            _ended(release, state, reason, _key(release, retry)),
         ]
     running = [j for j in jobs if job_state(j) == "running"]
     if running:
@@ -110,13 +113,13 @@ def decide(
                 "Normal",
                 "MigrationQueued",
                 f"release {release.short} waits for Job {_name(running[0])} to end",
-                release.short,
+                _key(release, retry),
             )
         ]
     return [
         *(Delete("Job", _name(j)) for j in jobs),
         Create("Job", job_body(workload, release, retry)),
-        Event("Normal", "MigrationStarted", f"started Job {release.job}", release.short),
+        Event("Normal", "MigrationStarted", f"started Job {release.job}", _key(release, retry)),
     ]
 
 
@@ -177,15 +180,16 @@ def marker_body(
 
 
 def event_body(workload: Mapping[str, Any], event: Event, now: datetime.datetime) -> dict[str, Any]:
-    """A core/v1 Event on the workload. Its name is fixed per release and reason, so a
-    decision repeated (a restart, a re-sync) answers AlreadyExists instead of spamming."""
+    """A core/v1 Event on the workload. Its name is fixed per release, retry value and
+    reason, so a decision repeated (a restart, a re-sync) answers AlreadyExists instead
+    of piling up Events."""
     meta = workload["metadata"]
     stamp = _stamp(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            "name": f"{meta['name']}.{event.release}.{event.reason.lower()}",
+            "name": f"{meta['name']}.{event.key}.{event.reason.lower()}",
             "namespace": meta["namespace"],
         },
         "involvedObject": {
@@ -205,15 +209,21 @@ def event_body(workload: Mapping[str, Any], event: Event, now: datetime.datetime
     }
 
 
-def _ended(release: once.Release, state: str, reason: str) -> Event:
+def _key(release: once.Release, retry: str) -> str:
+    if not retry:
+        return release.short
+    return f"{release.short}-{hashlib.sha256(retry.encode()).hexdigest()[:8]}"
+
+
+def _ended(release: once.Release, state: str, reason: str, key: str) -> Event:
     if state == "succeeded":
-        return Event("Normal", "MigrationSucceeded", f"Job {release.job} succeeded", release.short)
+        return Event("Normal", "MigrationSucceeded", f"Job {release.job} succeeded", key)
     return Event(
         "Warning",
         "MigrationFailed",
         f"Job {release.job} failed: {reason}; see kubectl logs job/{release.job}; "
         f"retry with a new value of annotation {RETRY}",
-        release.short,
+        key,
     )
 
 

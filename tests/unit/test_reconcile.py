@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
 from typing import Any
 
 import jsonpatch
@@ -136,16 +137,19 @@ def test_a_failed_run_is_retried_only_by_a_new_retry_value() -> None:
     failed = marker_of(decide(workload, [job(workload, "failed")], None, CONFIG, NOW))
     assert decide(workload, [job(workload, "failed")], failed, CONFIG, NOW) == []
     retried = stored(**{RETRY: "1"})
+    # Events of a retried run are their own (a second retry is not swallowed as a repeat).
+    retried_key = f"{wanted.short}-{hashlib.sha256(b'1').hexdigest()[:8]}"
     assert decide(retried, [job(workload, "failed")], failed, CONFIG, NOW) == [
         Delete("Job", wanted.job),
         Delete("ConfigMap", wanted.marker),
-        Event("Normal", "MigrationRetry", f"retrying Job {wanted.job}", wanted.short),
+        Event("Normal", "MigrationRetry", f"retrying Job {wanted.job}", retried_key),
     ]
     # The marker is gone but the old Job still listed: it goes, it is not recorded again.
     assert decide(retried, [job(workload, "failed")], None, CONFIG, NOW) == [
         Delete("Job", wanted.job)
     ]
-    (create, _) = decide(retried, [], None, CONFIG, NOW)
+    (create, started) = decide(retried, [], None, CONFIG, NOW)
+    assert started == Event("Normal", "MigrationStarted", f"started Job {wanted.job}", retried_key)
     assert isinstance(create, Create)
     assert create.body["metadata"]["annotations"][RETRY] == "1"
     # That run's failure is recorded with its retry value: no loop of retries.
