@@ -93,7 +93,7 @@ class Controller:
                 asyncio.get_running_loop().call_later(RETRY_SECONDS, self.enqueue, key)
 
     async def sync(self, namespace: str, name: str) -> None:
-        workload = await _absent_is_none(
+        workload = await _get(
             self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
         )
         if workload is None:
@@ -101,16 +101,17 @@ class Controller:
         release = reconcile.wanted(workload, self.config)
         if release is None:
             return
-        marker = await _absent_is_none(
+        marker = await _get(
             self.core.read_namespaced_config_map(release.marker, namespace, _preload_content=False)
         )
-        listed = await _raw(
+        listed = await _get(
             self.batch.list_namespaced_job(
                 namespace, label_selector=f"{reconcile.WORKLOAD}={name}", _preload_content=False
             )
         )
         now = datetime.datetime.now(datetime.UTC)
-        actions = reconcile.decide(workload, listed["items"], marker, self.config, now)
+        found = listed["items"] if listed else []
+        actions = reconcile.decide(workload, found, marker, self.config, now)
         for action in actions:
             await self._do(workload, action, now)
 
@@ -154,19 +155,17 @@ def _as_body(body: Mapping[str, Any]) -> Any:
     return dict(body)
 
 
-async def _raw(request: Awaitable[Any]) -> dict[str, Any]:
+async def _get(request: Awaitable[Any]) -> dict[str, Any] | None:
+    """The object as JSON, or None when absent. The client raises for a bad status only
+    when it decodes the answer itself, so the status is checked here."""
     response = await request
-    data: dict[str, Any] = orjson.loads(await response.read())
+    body = await response.read()
+    if response.status == 404:
+        return None
+    if not 200 <= response.status < 300:
+        raise ApiException(status=response.status, reason=body.decode(errors="replace")[:500])
+    data: dict[str, Any] = orjson.loads(body)
     return data
-
-
-async def _absent_is_none(request: Awaitable[Any]) -> dict[str, Any] | None:
-    try:
-        return await _raw(request)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 async def run(config: Config, kubeconfig: str | None) -> None:
