@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from webhook import logs
@@ -113,11 +114,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="kubeconfig for the bootstrap outside a pod [SCHEMAGATE_KUBECONFIG]",
     )
     serve.add_argument(
+        "--wait-image",
+        default=_env("WAIT_IMAGE"),
+        help="image of the init container that `schemagate.dev/run: once` pods wait in: "
+        "this image itself [SCHEMAGATE_WAIT_IMAGE]",
+    )
+    serve.add_argument(
         "--log-level",
         default=_env("LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
         help="[SCHEMAGATE_LOG_LEVEL] (default info)",
     )
+
+    controller = sub.add_parser(
+        "controller", help="run each `run: once` release's migration as one Job"
+    )
+    controller.add_argument(
+        "--config",
+        default=_env("CONFIG"),
+        required=_env("CONFIG") is None,
+        help="the webhook's YAML configuration file (the same) [SCHEMAGATE_CONFIG]",
+    )
+    controller.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG"),
+        help="kubeconfig outside a pod [SCHEMAGATE_KUBECONFIG]",
+    )
+    controller.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="[SCHEMAGATE_LOG_LEVEL] (default info)",
+    )
+
+    wait = sub.add_parser(
+        "wait", help="init container of `run: once` pods: succeed once the release's run has"
+    )
+    wait.add_argument("--marker", required=True, help="the mounted marker ConfigMap's folder")
 
     certs = sub.add_parser("certs", help="certificate tools").add_subparsers(
         dest="certs_command", required=True
@@ -244,6 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "controller":
+        return _controller(args)
+    if args.command == "wait":
+        from webhook.wait import wait
+
+        return wait(Path(args.marker))
     return _certs(args)
 
 
@@ -296,6 +335,22 @@ def _excluded(webhook_namespace: str) -> frozenset[str]:
     return frozenset((*DEFAULT_EXCLUDED, webhook_namespace))
 
 
+def _controller(args: argparse.Namespace) -> int:
+    from certs.bootstrap import BootstrapError
+    from webhook.controller import run
+
+    logs.configure(args.log_level)
+    try:
+        asyncio.run(run(load_config(args.config), args.kubeconfig))
+    except ConfigError as exc:
+        print(f"schemagate: config error: {exc}", file=sys.stderr)
+        return 2
+    except BootstrapError as exc:
+        print(f"schemagate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from certs.bootstrap import BootstrapError
     from webhook.certsync import CertSecret
@@ -305,7 +360,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         port = _port(args.port)
         tls_wait = _seconds(args.tls_wait, "--tls-wait/SCHEMAGATE_TLS_WAIT")
-        config = load_config(args.config)
+        config = replace(load_config(args.config), wait_image=args.wait_image or None)
         cert_secret = None
         if args.cert_secret:
             missing = [

@@ -62,6 +62,8 @@ class Config:
     cache_ttl: float = 5.0
     on_unreachable: Policy = "closed"
     tool_overrides: Mapping[str, ToolOverride] = field(default_factory=dict)
+    # Not from the file: `serve --wait-image`, the image of `run: once`'s wait container.
+    wait_image: str | None = None
 
 
 def load_config(path: str | Path) -> Config:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -28,14 +28,21 @@ COMMAND = PREFIX + "command"
 DATABASE = PREFIX + "database"
 SCHEMA_VERSION = PREFIX + "schema-version"
 VERSION_MATCH = PREFIX + "version-match"
-ANNOTATIONS = (TOOL, CONTAINER, IMAGE, COMMAND, DATABASE, SCHEMA_VERSION, VERSION_MATCH)
+RUN = PREFIX + "run"
+RETRY = PREFIX + "retry"  # read by the controller only: a new value retries a failed run
+ANNOTATIONS = (TOOL, CONTAINER, IMAGE, COMMAND, DATABASE, SCHEMA_VERSION, VERSION_MATCH, RUN, RETRY)
 MATCHES: tuple[Match, ...] = ("at-least", "exact")
+RUNS = ("every-pod", "once")
+# Set by schemagate on the pod template in `run: once`: the release its pods wait for.
+RELEASE = PREFIX + "release"
 
 # Bounds on what a workload may hand us: generous for real use, small enough that a
 # hostile value is refused before it costs anything.
 MAX_VALUE_CHARS = 256
 MAX_COMMAND_CHARS = 16 * 1024
 MAX_COMMAND_ARGS = 256
+
+Run = Literal["every-pod", "once"]
 
 
 class Invalid(ValueError):
@@ -48,6 +55,7 @@ class InjectSpec:
     container: str | None
     image: str | None
     command: tuple[str, ...] | None
+    run: Run = "every-pod"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,7 @@ class Declared:
     database: str | None
     required: str | None
     match: Match | None
+    run: Run = "every-pod"
 
     def inject_spec(self) -> InjectSpec:
         if self.tool is None:
@@ -79,7 +88,7 @@ class Declared:
                 f"annotation {COMMAND}: required when {TOOL} is command "
                 '(a JSON list of strings, e.g. ["./migrate", "up"])'
             )
-        return InjectSpec(self.tool, self.container, self.image, self.command)
+        return InjectSpec(self.tool, self.container, self.image, self.command, self.run)
 
     def gate_spec(self) -> GateSpec:
         if self.database is None:
@@ -133,6 +142,7 @@ def parse_annotations(annots: Mapping[str, Any]) -> Declared:
         raise Invalid(
             f"annotation {IMAGE}: must not be empty; omit it to use the app container's image"
         )
+    _optional_text(annots, RETRY)
     match: Match | None = None
     if VERSION_MATCH in annots:
         match = _choice(annots, VERSION_MATCH, MATCHES)  # type: ignore[assignment]
@@ -144,6 +154,7 @@ def parse_annotations(annots: Mapping[str, Any]) -> Declared:
         database=_optional_text(annots, DATABASE),
         required=_version(annots),
         match=match,
+        run="once" if RUN in annots and _choice(annots, RUN, RUNS) == "once" else "every-pod",
     )
 
 

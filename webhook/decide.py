@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonpatch
 
-from webhook import contract, gate, inject, workloads
+from webhook import contract, gate, inject, once, workloads
 from webhook.config import Config
 from webhook.contract import Invalid
 from webhook.review import (
@@ -32,10 +32,8 @@ DEFAULT_EXCLUDED = frozenset(("kube-system",))
 
 
 def removed(kind: str) -> str:
-    """The warning that goes with taking the injected container out again."""
-    return (
-        f"schemagate removed init container {inject.NAME}: the {kind} is no longer in inject mode"
-    )
+    """The warning that goes with taking what schemagate placed out again."""
+    return f"schemagate removed what it injected: the {kind} is no longer in inject mode"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +78,9 @@ def admit(request: AdmissionRequest, config: Config, route: str) -> AdmissionRes
         declared = contract.parse_annotations(contract.annotations_of(obj))
         if route == "inject":
             gate.check_declared(request, declared, config)
-            plan = inject.plan_injection(workload, obj, declared.inject_spec(), config)
+            wanted = declared.inject_spec()
+            planner = once.plan_once if wanted.run == "once" else inject.plan_injection
+            plan = planner(workload, obj, wanted, config)
             return patched(plan.ops, plan.warnings)
         spec = declared.gate_spec()
         cleanup = inject.plan_removal(workload, obj)

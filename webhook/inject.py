@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.config import Config
-from webhook.contract import CONTAINER, IMAGE, InjectSpec, Invalid
+from webhook.contract import CONTAINER, IMAGE, RELEASE, InjectSpec, Invalid
 from webhook.review import JsonPatch
 from webhook.tools import TOOLS
 from webhook.workloads import Workload
 
 NAME = "schemagate-migrate"
+# What `run: once` places instead (webhook/once.py): an init container that waits for the
+# release's marker ConfigMap, mounted from a volume, and the release on the template.
+WAIT = "schemagate-wait"
+VOLUME = "schemagate-release"
 
 # Default commands, from each tool's module. `$(DATABASE_URL)` is Kubernetes' own
 # env-var expansion in command/args: no shell is involved anywhere.
@@ -83,33 +87,94 @@ def build_container(
     return container
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What schemagate places on a pod template; None: nothing of that kind."""
+
+    migrate: Mapping[str, Any] | None = None
+    wait: Mapping[str, Any] | None = None
+    volume: Mapping[str, Any] | None = None
+    release: str | None = None
+
+
 def plan_injection(
     workload: Workload, obj: Mapping[str, Any], spec: InjectSpec, config: Config
 ) -> Injection:
     desired = build_container(workload, obj, spec, config)
-    path = _init_path(workload)
-    index = find_injected(workload, obj)
-    if index is None:
-        if isinstance(workload.pod_spec(obj).get("initContainers"), list):
-            ops: JsonPatch = [{"op": "add", "path": path + "/-", "value": desired}]
-        else:
-            ops = [{"op": "add", "path": path, "value": [desired]}]
-    elif matches(init_containers(workload, obj)[index], desired):
-        ops = []
-    else:
-        ops = [
-            _guard(workload, index),
-            {"op": "replace", "path": f"{path}/{index}", "value": desired},
-        ]
+    ops = plan_placement(workload, obj, Placement(migrate=desired))
     return Injection(ops, _warnings(workload, obj, spec, desired) if ops else ())
 
 
 def plan_removal(workload: Workload, obj: Mapping[str, Any]) -> JsonPatch:
-    """Ops that take the injected container out (label removed, or switched to gate)."""
-    index = find_injected(workload, obj)
-    if index is None:
+    """Ops that take out all schemagate placed (label removed, or switched to gate)."""
+    return plan_placement(workload, obj, Placement())
+
+
+def plan_placement(workload: Workload, obj: Mapping[str, Any], want: Placement) -> JsonPatch:
+    """The minimal ops that make the template carry exactly `want` of schemagate's items;
+    every change to an existing item is guarded by a `test` op."""
+    pod = workload.pod_spec(obj)
+    base = workload.pod_pointer
+    wanted = {NAME: want.migrate, WAIT: want.wait}
+    ops = _converge(base + "/initContainers", pod.get("initContainers"), wanted)
+    ops += _converge(base + "/volumes", pod.get("volumes"), {VOLUME: want.volume})
+    return ops + _converge_release(workload, obj, want.release)
+
+
+def _converge(path: str, current: Any, wanted: Mapping[str, Mapping[str, Any] | None]) -> JsonPatch:
+    items: list[Any] | None = list(current) if isinstance(current, list) else None
+    ops: JsonPatch = []
+    for name, desired in wanted.items():
+        index = _index(items or [], name)
+        if index is None:
+            if desired is None:
+                continue
+            if items is None:
+                ops.append({"op": "add", "path": path, "value": [desired]})
+                items = [desired]
+            else:
+                ops.append({"op": "add", "path": path + "/-", "value": desired})
+                items.append(desired)
+        elif items is not None and desired is None:
+            ops += [_guard(path, index, name), {"op": "remove", "path": f"{path}/{index}"}]
+            del items[index]
+        elif items is not None and desired is not None and not matches(items[index], desired):
+            ops += [
+                _guard(path, index, name),
+                {"op": "replace", "path": f"{path}/{index}", "value": desired},
+            ]
+            items[index] = desired
+    return ops
+
+
+def _converge_release(workload: Workload, obj: Mapping[str, Any], release: str | None) -> JsonPatch:
+    template = workload.template_of(obj)
+    meta = template.get("metadata") if isinstance(template, dict) else None
+    annots = meta.get("annotations") if isinstance(meta, dict) else None
+    current = annots.get(RELEASE) if isinstance(annots, dict) else None
+    if current == release:
         return []
-    return [_guard(workload, index), {"op": "remove", "path": f"{_init_path(workload)}/{index}"}]
+    template_path = "/" + "/".join(workload.template)
+    annotations_path = template_path + "/metadata/annotations"
+    path = annotations_path + "/" + RELEASE.replace("~", "~0").replace("/", "~1")
+    if current is not None:
+        guard = {"op": "test", "path": path, "value": current}
+        if release is None:
+            return [guard, {"op": "remove", "path": path}]
+        return [guard, {"op": "replace", "path": path, "value": release}]
+    if isinstance(annots, dict):
+        return [{"op": "add", "path": path, "value": release}]
+    if isinstance(meta, dict):
+        return [{"op": "add", "path": annotations_path, "value": {RELEASE: release}}]
+    metadata = {"annotations": {RELEASE: release}}
+    return [{"op": "add", "path": template_path + "/metadata", "value": metadata}]
+
+
+def _index(items: Sequence[Any], name: str) -> int | None:
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == name:
+            return index
+    return None
 
 
 def matches(existing: Any, desired: Mapping[str, Any]) -> bool:
@@ -142,14 +207,10 @@ def _app_container(containers: list[Any], wanted: str | None) -> Mapping[str, An
     raise Invalid(f"annotation {CONTAINER}: no container named {wanted!r}; containers: {names}")
 
 
-def _init_path(workload: Workload) -> str:
-    return workload.pod_pointer + "/initContainers"
-
-
-def _guard(workload: Workload, index: int) -> dict[str, Any]:
-    # A `test` op makes the patch fail rather than touch the wrong container if the
-    # array changed between our read and the API server applying the patch.
-    return {"op": "test", "path": f"{_init_path(workload)}/{index}/name", "value": NAME}
+def _guard(path: str, index: int, name: str) -> dict[str, Any]:
+    # A `test` op makes the patch fail rather than touch the wrong item if the array
+    # changed between our read and the API server applying the patch.
+    return {"op": "test", "path": f"{path}/{index}/name", "value": name}
 
 
 def _printable(text: str) -> str:

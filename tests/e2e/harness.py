@@ -213,9 +213,16 @@ def render_local_overlay(kubectl: Kubectl, port: int, ca_pem: bytes) -> list[dic
 
 
 def base_rbac_objects() -> list[dict[str, Any]]:
-    """The webhook's own namespace, service account and RBAC, as plain manifests."""
+    """The webhook's own namespace, its and the controller's service accounts and RBAC,
+    as plain manifests."""
     objects: list[dict[str, Any]] = []
-    for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+    for name in (
+        "namespace.yaml",
+        "serviceaccount.yaml",
+        "rbac.yaml",
+        "controller/serviceaccount.yaml",
+        "controller/rbac.yaml",
+    ):
         path = BASE / name
         if not path.is_file():
             raise HarnessError(f"{path} is missing")

@@ -154,7 +154,7 @@ def test_inject_reapply_and_unlabel_every_kind(
     else:
         assert kept == before
         assert warnings(unlabelled.stderr) == [
-            f"schemagate removed init container {INJECTED}: the {kind} is no longer in inject mode"
+            f"schemagate removed what it injected: the {kind} is no longer in inject mode"
         ]
 
 

@@ -1,7 +1,7 @@
 """The node tier's whole cluster: pods that really run, and schemagate installed as pods.
 
-In order: the pod network; a control plane listening on its gateway; a PostgreSQL there
-too (so one URL serves the host and the pods); the images; a node; then schemagate
+In order: the pod network; a control plane listening on its gateway; a PostgreSQL and a
+MariaDB there too (so one URL serves the host and the pods); the images; a node; then schemagate
 installed with `kubectl apply -k tests/node/overlay` (manifests/base with the image
 built here). Its pods bootstrap their certificate in process and patch the caBundle, and
 the API server calls them through their Service's endpoints.
@@ -14,8 +14,10 @@ all state.
 from __future__ import annotations
 
 import base64
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Self, TypeVar
 
 import yaml
 
-from tests.component.gate.servers import PostgresServer
+from tests.component.gate.servers import MariaDBServer, PostgresServer
 from tests.e2e.controlplane import ControlPlane, ensure_binaries
 from tests.e2e.harness import HarnessError, Kubectl, namespace_object, wait_for
 from tests.node import images
@@ -54,6 +56,7 @@ class Stack:
         self.cluster: ControlPlane | None = None
         self.node: Node | None = None
         self.postgres: PostgresServer | None = None
+        self.mariadb: MariaDBServer | None = None
         self.images: dict[str, images.Image] = {}
         self.timings: dict[str, float] = {}
         self._kubectl: Kubectl | None = None
@@ -93,6 +96,11 @@ class Stack:
             self.postgres = PostgresServer(host=GATEWAY, clients=SUBNET)
             self.postgres.start()
             self.postgres.create_database(DATABASE)
+            self.mariadb = MariaDBServer(
+                Path(tempfile.mkdtemp(prefix="schemagate-maria-")), GATEWAY
+            )
+            self.mariadb.start()
+            self.mariadb.add_user()
             # Above every `--timeout` the tier hands kubectl (rollouts of pods that run).
             self._kubectl = Kubectl(
                 self.cluster.kubeconfig, self.cluster.dir / "kubectl-cache", timeout=300.0
@@ -113,6 +121,10 @@ class Stack:
         if self.postgres is not None:
             self.postgres.close()
             self.postgres = None
+        if self.mariadb is not None:
+            self.mariadb.stop()
+            shutil.rmtree(self.mariadb.root, ignore_errors=True)
+            self.mariadb = None
         if self.cluster is not None:
             self.cluster.stop()
             self.cluster = None
@@ -139,6 +151,15 @@ class Stack:
             "rollout",
             "status",
             "deployment/schemagate",
+            f"--timeout={INSTALL_TIMEOUT:.0f}s",
+            check=True,
+        )
+        kube(
+            "-n",
+            NAMESPACE,
+            "rollout",
+            "status",
+            "deployment/schemagate-controller",
             f"--timeout={INSTALL_TIMEOUT:.0f}s",
             check=True,
         )

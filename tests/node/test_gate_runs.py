@@ -17,9 +17,17 @@ import psycopg
 import pytest
 import yaml
 
-from tests.e2e.harness import Kubectl
+from tests.e2e.harness import Kubectl, wait_for
 from tests.node.stack import Stack
-from tests.node.workloads import LABEL, dump, migrations, migrations_volume, recorded, secret
+from tests.node.workloads import (
+    LABEL,
+    deployment,
+    dump,
+    migrations,
+    migrations_volume,
+    recorded,
+    secret,
+)
 
 EXAMPLES = Path(__file__).with_name("examples")
 DENIED = 'admission webhook "migrate.schemagate.dev" denied the request'
@@ -220,3 +228,44 @@ def _prepare(kube: Kubectl, namespace: str, url: str) -> None:
         check=True,
         stdin=dump([*objects, migrations("migrations", namespace, 2)]),
     )
+
+
+def test_the_gate_admits_once_a_run_once_job_has_recorded_the_version(
+    stack: Stack,
+    kube: Kubectl,
+    namespace: Callable[[str], str],
+    test_database: str,
+) -> None:
+    """`run: once` in one namespace migrates database `test`; a workload gated on it in
+    another namespace is refused until that Job has run, then admitted."""
+    runs = namespace("runs-once")
+    release = migrations("migrations", runs, revisions=2)
+    once = deployment(
+        "orders",
+        runs,
+        image=stack.images["tools"].ref,
+        configmap=release,
+        database_secret="db",
+        replicas=1,
+        annotations={"schemagate.dev/tool": "alembic", "schemagate.dev/run": "once"},
+    )
+    elsewhere = namespace("gated")
+    manifest = dump([gated(elsewhere, stack.images["busybox"].ref, "0002")])
+    assert DENIED in kube("apply", "-f", "-", stdin=manifest).stderr
+    kube(
+        "apply",
+        "-f",
+        "-",
+        stdin=dump([secret("db", runs, test_database), release, once]),
+        check=True,
+    )
+    wait_for(
+        "the run-once Job",
+        lambda: bool(kube.json("get", "jobs", "-n", runs)["items"]),
+        timeout=60,
+    )
+    kube("wait", "-n", runs, "--for=condition=complete", "job", "--all", "--timeout=120s",
+         check=True)  # fmt: skip
+    assert recorded(test_database) == ["0002"]
+    assert apply_until_admitted(kube, manifest, ADMIT_WITHIN) <= ADMIT_WITHIN
+    kube("rollout", "status", "-n", runs, "deployment/orders", "--timeout=120s", check=True)

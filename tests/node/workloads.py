@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from tests.component.gate.servers import MariaDBServer
 from tests.e2e.harness import Kubectl, wait_for
 from tests.node.stack import NAMESPACE
 
@@ -28,16 +29,17 @@ CHAIN = ("r0001_orders.py", "r0002_status.py", "r0003_broken.py")
 MIGRATE = "schemagate-migrate"
 LABEL = "schemagate.dev/migrate"
 
+# SQLAlchemy (Alembic's own dependency in the image) speaks to PostgreSQL (psycopg2)
+# and MariaDB (mysql+pymysql://) alike.
 APP_SCRIPT = """\
-import os, time, psycopg2
-conn = psycopg2.connect(os.environ["DATABASE_URL"])
-cur = conn.cursor()
-cur.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
+import os, time, sqlalchemy
+engine = sqlalchemy.create_engine(os.environ["DATABASE_URL"])
 found = "none"
-if cur.fetchone()[0]:
-    cur.execute("SELECT version_num FROM alembic_version")
-    found = ",".join(sorted(r[0] for r in cur.fetchall())) or "none"
-conn.close()
+with engine.connect() as conn:
+    if sqlalchemy.inspect(conn).has_table("alembic_version"):
+        rows = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
+        found = ",".join(sorted(r[0] for r in rows)) or "none"
+engine.dispose()
 print("app found schema", found, flush=True)
 while True:
     time.sleep(3600)
@@ -226,6 +228,24 @@ def runs_started(url: str) -> int:
 def count_runs(url: str) -> None:
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         conn.execute("CREATE SEQUENCE migration_runs")
+
+
+# MariaDB's counter: the AUTO_INCREMENT table `migration_runs` (the migration's DDL
+# commits its insert at once, and an AUTO_INCREMENT value is never handed out twice).
+
+
+def count_runs_mariadb(server: MariaDBServer, database: str) -> None:
+    with server.connect(database) as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE migration_runs (id INT AUTO_INCREMENT PRIMARY KEY)")
+
+
+def runs_started_mariadb(server: MariaDBServer, database: str) -> int:
+    """How many runs of migration 0001 began on a MariaDB database."""
+    with server.connect(database) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM migration_runs")
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def dump(objects: Sequence[Mapping[str, Any]]) -> str:

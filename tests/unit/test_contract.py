@@ -74,7 +74,15 @@ def parse_gate(annotations: dict[str, str]) -> object:
             "annotation 'schemagate.dev/imgae' is not a schemagate annotation; known: "
             "schemagate.dev/tool, schemagate.dev/container, schemagate.dev/image, "
             "schemagate.dev/command, schemagate.dev/database, schemagate.dev/schema-version, "
-            "schemagate.dev/version-match",
+            "schemagate.dev/version-match, schemagate.dev/run, schemagate.dev/retry",
+        ),
+        (
+            {T: "flyway", "schemagate.dev/run": "twice"},
+            "annotation schemagate.dev/run: 'twice' is not one of every-pod, once",
+        ),
+        (
+            {T: "flyway", "schemagate.dev/retry": "a b"},
+            "annotation schemagate.dev/retry: 'a b' must not contain spaces or control characters",
         ),
     ],
 )

@@ -71,5 +71,5 @@ def test_removing_the_label_removes_the_injected_container() -> None:
         c["name"] for c in result["spec"]["template"]["spec"].get("initContainers", [])
     ]
     assert answer.warnings == (
-        f"schemagate removed init container {NAME}: the Deployment is no longer in inject mode",
+        "schemagate removed what it injected: the Deployment is no longer in inject mode",
     )

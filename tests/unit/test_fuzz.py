@@ -99,6 +99,8 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
     PREFIX + "database": st.sampled_from(["orders", "ledger", "accounts", "events", "billing"]),
     PREFIX + "schema-version": VERSIONS,
     PREFIX + "version-match": st.sampled_from(["at-least", "exact", "most"]),
+    PREFIX + "run": st.sampled_from(["once", "every-pod", "twice", ""]),
+    PREFIX + "retry": st.sampled_from(["1", "2026-12-01", "", "a b"]),
 }
 ANNOTATION = st.one_of(
     *(st.tuples(st.just(key), VALUES[key]) for key in ANNOTATIONS),

@@ -310,8 +310,7 @@ def test_switching_to_gate_removes_the_injected_container_once_admitted() -> Non
         {"op": "remove", "path": "/spec/template/spec/initContainers/0"},
     ]
     assert answer.warnings == (
-        "schemagate removed init container schemagate-migrate: "
-        "the Deployment is no longer in inject mode",
+        "schemagate removed what it injected: the Deployment is no longer in inject mode",
     )
 
 

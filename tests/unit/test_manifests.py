@@ -624,10 +624,20 @@ def test_network_policy() -> None:
 # --- RBAC -----------------------------------------------------------------------------
 
 
+CONTROLLER = "schemagate-controller"
+
+
+def webhook_rbac(docs: list[Doc], *kinds: str) -> list[Doc]:
+    """The webhook's own roles and bindings (the controller has its own, tested below)."""
+    return [d for d in of_kind(docs, *kinds) if d["metadata"]["name"] != CONTROLLER]
+
+
 def test_rbac_least_privilege() -> None:
     docs = render("manifests/base")
     rules = [
-        (doc["kind"], rule) for doc in of_kind(docs, "Role", "ClusterRole") for rule in doc["rules"]
+        (doc["kind"], rule)
+        for doc in webhook_rbac(docs, "Role", "ClusterRole")
+        for rule in doc["rules"]
     ]
     assert rules
     secret_verbs: set[str] = set()
@@ -652,7 +662,7 @@ def test_rbac_least_privilege() -> None:
     assert only(docs, "Role")["metadata"]["namespace"] == NAMESPACE
 
     roles = {(d["kind"], d["metadata"]["name"]) for d in of_kind(docs, "Role", "ClusterRole")}
-    for binding in of_kind(docs, "RoleBinding", "ClusterRoleBinding"):
+    for binding in webhook_rbac(docs, "RoleBinding", "ClusterRoleBinding"):
         assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) in roles
         # Only the bootstrap's identity: the serving account is bound to nothing.
         assert binding["subjects"] == [
@@ -664,6 +674,53 @@ def test_rbac_least_privilege() -> None:
     assert only(docs, "ServiceAccount", NAME)["automountServiceAccountToken"] is False
     certs = only(docs, "Deployment", CERTS)["spec"]["template"]["spec"]
     assert certs["serviceAccountName"] == CERTS
+
+
+def test_controller_rbac_is_exactly_what_run_once_needs() -> None:
+    """Nothing on Secrets, no Pods, nothing on the webhook configuration; ConfigMaps by
+    name only (no list or watch)."""
+    docs = render("manifests/base")
+    role = only(docs, "ClusterRole", CONTROLLER)
+    assert role["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": ["batch"],
+            "resources": ["jobs"],
+            "verbs": ["get", "list", "watch", "create", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "delete"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+    assert not of_kind(
+        [d for d in docs if d["metadata"]["name"] == CONTROLLER], "Role", "RoleBinding"
+    )
+    binding = only(docs, "ClusterRoleBinding", CONTROLLER)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": CONTROLLER,
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": CONTROLLER, "namespace": NAMESPACE}
+    ]
+    deployment = only(docs, "Deployment", CONTROLLER)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == CONTROLLER
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = pod["containers"]
+    assert container["args"] == ["controller"]
+    # The same image and the same configuration as the webhook.
+    webhook = server(only(docs, "Deployment", NAME))
+    assert container["image"] == webhook["image"]
+    config = only(docs, "ConfigMap")["metadata"]["name"]
+    assert {v["configMap"]["name"] for v in pod["volumes"]} == {config}
+
+
+def test_the_wait_image_is_the_serving_image() -> None:
+    for tree in ("manifests/base", "tests/node/overlay"):
+        webhook = server(only(render(tree), "Deployment", NAME))
+        assert env_of(webhook)["SCHEMAGATE_WAIT_IMAGE"]["value"] == webhook["image"], tree
 
 
 def test_plain_files_apply_on_kubernetes_1_20() -> None:
@@ -749,17 +806,17 @@ def test_cert_manager_overlay() -> None:
     # The serving Deployment is the base's, mounting the Secret cert-manager writes; the
     # bootstrap, its identity, RBAC and policy are not installed.
     assert only(docs, "Deployment", NAME) == only(render("manifests/base"), "Deployment", NAME)
-    assert [d["metadata"]["name"] for d in of_kind(docs, "Deployment")] == [NAME]
-    assert [d["metadata"]["name"] for d in of_kind(docs, "ServiceAccount")] == [NAME]
-    assert [d["metadata"]["name"] for d in of_kind(docs, "NetworkPolicy")] == [NAME]
-    assert not of_kind(docs, "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+    assert [d["metadata"]["name"] for d in of_kind(docs, "Deployment")] == [NAME, CONTROLLER]
+    assert [d["metadata"]["name"] for d in of_kind(docs, "ServiceAccount")] == [NAME, CONTROLLER]
+    assert [d["metadata"]["name"] for d in of_kind(docs, "NetworkPolicy")] == [NAME, CONTROLLER]
+    assert not webhook_rbac(docs, "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 
 
 def test_in_process_certs_overlay() -> None:
     """The documented option: serving pods bootstrap themselves with the bootstrap's
     identity (and its risk); there is then no separate bootstrap Deployment."""
     docs = render("manifests/overlays/in-process-certs")
-    assert [d["metadata"]["name"] for d in of_kind(docs, "Deployment")] == [NAME]
+    assert [d["metadata"]["name"] for d in of_kind(docs, "Deployment")] == [NAME, CONTROLLER]
     deployment = only(docs, "Deployment", NAME)
     pod = deployment["spec"]["template"]["spec"]
     assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == (CERTS, True)

@@ -186,7 +186,7 @@ def test_labelled_manifest_gets_one_valid_injection_where_its_kind_keeps_pods(
     restored = jsonpatch.apply_patch(unlabelled, cleaned.patch)
     assert row.pod_spec(restored).get("initContainers", []) == before.get("initContainers", [])
     assert cleaned.warnings == (
-        f"schemagate removed init container {NAME}: the {row.kind} is no longer in inject mode",
+        f"schemagate removed what it injected: the {row.kind} is no longer in inject mode",
     )
 
 

@@ -137,7 +137,9 @@ class PostgresServer:
 class MariaDBServer:
     user = "gate"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
+        """`host`: the address to listen on (the node tier's pods reach its gateway)."""
+        self.host = host
         self._install = _binary("mariadb-install-db", "mariadb-server")
         self._mariadbd = _binary("mariadbd", "mariadb-server", "/usr/sbin")
         self.root = root
@@ -178,7 +180,7 @@ class MariaDBServer:
                 f"--datadir={self.data}",
                 *self._as_root,
                 f"--port={self.port}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={self.host}",
                 f"--socket={self.socket}",
                 f"--pid-file={self.root / 'mysqld.pid'}",
                 f"--log-error={self.log}",
@@ -222,11 +224,12 @@ class MariaDBServer:
         )
 
     def url(self, database: str, password: str = PASSWORD) -> str:
-        return f"mysql://{self.user}:{quote(password, safe='')}@127.0.0.1:{self.port}/{database}"
+        credentials = f"{self.user}:{quote(password, safe='')}"
+        return f"mysql://{credentials}@{self.host}:{self.port}/{database}"
 
     def connect(self, database: str) -> pymysql.connections.Connection:
         return pymysql.connect(
-            host="127.0.0.1",
+            host=self.host,
             port=self.port,
             user=self.user,
             password=PASSWORD,
