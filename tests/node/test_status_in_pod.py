@@ -1,12 +1,13 @@
-"""`schemagate status` inside the webhook's pod, as the README shows it: the pod's
-service-account token (bound to the shipped read-only ClusterRole), its SCHEMAGATE_CONFIG
-and the database URL from the webhook's own Secret; nothing is passed on the command line.
+"""`schemagate status` in the cluster, under an identity of its own: a Job with the
+webhook's image, its configuration and its database Secret, and a ServiceAccount bound to
+the shipped read-only ClusterRole (manifests/status). The serving pods hold no token at
+all, so this is how a scheduled status check (a CronJob) runs; nothing is passed on the
+command line but the namespace and the output format.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,15 +21,24 @@ ROLE = REPO / "manifests" / "status" / "clusterrole.yaml"
 BINDING = "schemagate-status-in-pod"
 
 
+STATUS = "schemagate-status"
+
+
 @pytest.fixture
-def pod_may_list(kube: Kubectl) -> Iterator[None]:
+def status_identity(kube: Kubectl) -> Iterator[None]:
     kube("apply", "-f", str(ROLE), check=True)
+    kube("create", "serviceaccount", STATUS, "-n", NAMESPACE, check=True)
     kube(
-        "create", "clusterrolebinding", BINDING, "--clusterrole=schemagate-status",
-        f"--serviceaccount={NAMESPACE}:schemagate", check=True,
-    )  # fmt: skip
+        "create",
+        "clusterrolebinding",
+        BINDING,
+        "--clusterrole=schemagate-status",
+        f"--serviceaccount={NAMESPACE}:{STATUS}",
+        check=True,
+    )
     yield
     kube("delete", "clusterrolebinding", BINDING, "--ignore-not-found", check=True)
+    kube("delete", "serviceaccount", STATUS, "-n", NAMESPACE, "--ignore-not-found", check=True)
 
 
 @pytest.fixture
@@ -73,37 +83,76 @@ def gated(namespace: str, revision: str) -> dict[str, Any]:
     }
 
 
-def status_in_pod(kube: Kubectl, namespace: str) -> subprocess.CompletedProcess[str]:
-    return kube(
-        "exec", "-n", NAMESPACE, "deploy/schemagate", "--",
-        "schemagate", "status", "-n", namespace, "-o", "json",
-    )  # fmt: skip
+def status_job(kube: Kubectl, name: str, namespace: str) -> tuple[int, str]:
+    """Run `schemagate status -n NAMESPACE -o json` as a Job; its exit code and output."""
+    serving = kube.json("get", "deployment", "schemagate", "-n", NAMESPACE)["spec"]["template"]
+    server = serving["spec"]["containers"][0]
+    config = next(v for v in serving["spec"]["volumes"] if v["name"] == "config")
+    env = [e for e in server["env"] if e["name"] in ("SCHEMAGATE_CONFIG", "TEST_DATABASE_URL")]
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "serviceAccountName": STATUS,
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "status",
+                            "image": server["image"],
+                            "args": ["status", "-n", namespace, "-o", "json"],
+                            "env": env,
+                            "volumeMounts": [
+                                m for m in server["volumeMounts"] if m["name"] == "config"
+                            ],
+                        }
+                    ],
+                    "volumes": [config],
+                }
+            },
+        },
+    }
+    kube.apply_objects([job])
+
+    def ended() -> bool:
+        status = kube.json("get", "job", name, "-n", NAMESPACE)["status"]
+        return bool(status.get("succeeded") or status.get("failed"))
+
+    wait_for(f"Job {name} to end", ended, timeout=90, interval=1)
+    (pod,) = kube.json("get", "pods", "-n", NAMESPACE, "-l", f"job-name={name}")["items"]
+    code = pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
+    out = kube("logs", "-n", NAMESPACE, f"job/{name}", check=True).stdout
+    return int(code), out
 
 
-def test_status_from_inside_the_webhook_pod(
+def test_status_in_the_cluster_under_its_own_identity(
     kube: Kubectl,
     namespace: Callable[[str], str],
-    pod_may_list: None,
+    status_identity: None,
     recorded_head: Callable[[str], None],
 ) -> None:
     ns = namespace("status-pod")
     recorded_head("r0002")
     kube.apply_objects([gated(ns, "r0002")])  # admitted by the webhook's pods: satisfied
 
-    # RBAC picks up the new binding within moments; until then the listing is refused (2).
-    wait_for("the binding to take effect", lambda: status_in_pod(kube, ns).returncode != 2)
-    done = status_in_pod(kube, ns)
-    assert done.returncode == 0, done.stderr
-    (row,) = json.loads(done.stdout)["workloads"]
+    code, out = status_job(kube, "status-satisfied", ns)
+    assert code == 0, out
+    (row,) = json.loads(out)["workloads"]
     assert (row["name"], row["tool"], row["database"], row["needed"]) == (
-        "app", "alembic", "test", "== r0002",
-    )  # fmt: skip
+        "app",
+        "alembic",
+        "test",
+        "== r0002",
+    )
     assert (row["recorded"], row["satisfied"], row["message"]) == ("r0002", "yes", None)
 
     recorded_head("r0001")  # e.g. the database restored from an older backup
-    behind = status_in_pod(kube, ns)
-    assert behind.returncode == 1, behind.stderr
-    (row,) = json.loads(behind.stdout)["workloads"]
+    code, out = status_job(kube, "status-behind", ns)
+    assert code == 1, out
+    (row,) = json.loads(out)["workloads"]
     assert (row["recorded"], row["satisfied"]) == ("r0001", "no")
     assert row["message"] == (
         f"{ns}/app needs schema test == r0002 (alembic); test records head r0001. "
