@@ -289,7 +289,8 @@ def test_rows_as_json(scene: Mapping[str, Any]) -> None:
         "recorded": "41",
         "satisfied": "no",
         "message": f"{behind}/pending needs schema billing >= 42 (flyway); billing records 41 "
-        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, then re-apply.",
+        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, "
+        "then re-apply.",
     }
     assert rows[(behind, "offline")] == {
         "namespace": behind,
@@ -366,8 +367,8 @@ def test_table_notes_say_why(scene: Mapping[str, Any]) -> None:
         f"ledger could not be read: {UNREACHABLE}. The gate fails closed "
         "(on_unreachable: closed); retry when the database is reachable.",
         f"{behind}/pending (Deployment): {behind}/pending needs schema billing >= 42 (flyway); "
-        "billing records 41 (applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, then "
-        "re-apply.",
+        "billing records 41 (applied 2026-11-20T10:00:00, time zone not recorded). "
+        "Run the migrations first, then re-apply.",
         f"{behind}/typo (Deployment): {behind}/typo: annotation schemagate.dev/database: "
         "unknown database 'biling'; the webhook knows: billing, ledger",
     ]

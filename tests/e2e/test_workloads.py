@@ -190,7 +190,8 @@ def test_gate_denies_until_migrated_and_never_blocks_other_edits(
     target = f"{resource(doc)}/api"
     message = (
         f"{ns}/api needs schema orders >= 42 (flyway); orders records 41 "
-        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, then re-apply."
+        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, "
+        "then re-apply."
     )
 
     denied = apply(kubectl, doc)
