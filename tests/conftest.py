@@ -17,8 +17,8 @@ from tests.support import summary
 # Seconds spent per tier (tests/<tier>/...): setup, call and teardown, session fixtures
 # included (they are charged to the test that first or last uses them).
 TIER_SECONDS: dict[str, float] = {}
-# The tiers that run a cluster wait on it more than they compute: they share one
-# pytest-xdist worker (`-n 2 --dist loadgroup`), the other tiers the other one.
+# The tiers that run a cluster wait on it more than they compute: each has a
+# pytest-xdist worker of its own (`-n 3 --dist loadgroup`), the other tiers share one.
 CLUSTER_TIERS = ("e2e", "node")
 
 
@@ -31,7 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        lane = "clusters" if _tier(item.nodeid) in CLUSTER_TIERS else "local"
+        tier = _tier(item.nodeid)
+        lane = tier if tier in CLUSTER_TIERS else "local"
         item.add_marker(pytest.mark.xdist_group(lane))
 
 
