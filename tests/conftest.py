@@ -54,7 +54,7 @@ def pytest_terminal_summary(
             terminalreporter.write_line(line)
     shutil.rmtree(path.parent, ignore_errors=True)
     if TIER_SECONDS:
-        terminalreporter.write_sep("-", "time per tier (summed over both lanes)")
+        terminalreporter.write_sep("-", "time per tier (summed over the lanes)")
         for tier, seconds in sorted(TIER_SECONDS.items()):
             terminalreporter.write_line(f"{tier:<14} {seconds:8.1f} s")
 
