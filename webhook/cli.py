@@ -36,6 +36,20 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get("SCHEMAGATE_" + name, default)
 
 
+def _required_from_env(parser: argparse.ArgumentParser, flag: str, name: str, help: str) -> None:
+    """A flag whose default is SCHEMAGATE_<name>, required only while that is unset."""
+    parser.add_argument(flag, default=_env(name), required=_env(name) is None, help=help)
+
+
+def _log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="[SCHEMAGATE_LOG_LEVEL] (default info)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="schemagate",
@@ -44,23 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the admission webhook over HTTPS")
-    serve.add_argument(
-        "--config",
-        default=_env("CONFIG"),
-        required=_env("CONFIG") is None,
-        help="YAML configuration file [SCHEMAGATE_CONFIG]",
-    )
-    serve.add_argument(
+    _required_from_env(serve, "--config", "CONFIG", "YAML configuration file [SCHEMAGATE_CONFIG]")
+    _required_from_env(
+        serve,
         "--tls-cert",
-        default=_env("TLS_CERT"),
-        required=_env("TLS_CERT") is None,
-        help="PEM serving certificate, reloaded on change [SCHEMAGATE_TLS_CERT]",
+        "TLS_CERT",
+        "PEM serving certificate, reloaded on change [SCHEMAGATE_TLS_CERT]",
     )
-    serve.add_argument(
-        "--tls-key",
-        default=_env("TLS_KEY"),
-        required=_env("TLS_KEY") is None,
-        help="PEM private key, reloaded on change [SCHEMAGATE_TLS_KEY]",
+    _required_from_env(
+        serve, "--tls-key", "TLS_KEY", "PEM private key, reloaded on change [SCHEMAGATE_TLS_KEY]"
     )
     serve.add_argument(
         "--tls-wait",
@@ -119,33 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="image of the init container that `schemagate.dev/run: once` pods wait in: "
         "this image itself [SCHEMAGATE_WAIT_IMAGE]",
     )
-    serve.add_argument(
-        "--log-level",
-        default=_env("LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-        help="[SCHEMAGATE_LOG_LEVEL] (default info)",
-    )
+    _log_level(serve)
 
     controller = sub.add_parser(
         "controller", help="run each `run: once` release's migration as one Job"
     )
-    controller.add_argument(
+    _required_from_env(
+        controller,
         "--config",
-        default=_env("CONFIG"),
-        required=_env("CONFIG") is None,
-        help="the webhook's YAML configuration file (the same) [SCHEMAGATE_CONFIG]",
+        "CONFIG",
+        "the webhook's YAML configuration file (the same) [SCHEMAGATE_CONFIG]",
     )
     controller.add_argument(
         "--kubeconfig",
         default=_env("KUBECONFIG"),
         help="kubeconfig outside a pod [SCHEMAGATE_KUBECONFIG]",
     )
-    controller.add_argument(
-        "--log-level",
-        default=_env("LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-        help="[SCHEMAGATE_LOG_LEVEL] (default info)",
-    )
+    _log_level(controller)
 
     wait = sub.add_parser(
         "wait", help="init container of `run: once` pods: succeed once the release's run has"
@@ -246,11 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="every labelled workload in the cluster and what its database records; "
         "exit 1 if a gated one is not satisfied",
     )
-    status.add_argument(
+    _required_from_env(
+        status,
         "--config",
-        default=_env("CONFIG"),
-        required=_env("CONFIG") is None,
-        help="the webhook's configuration, to read the databases; set in the webhook's "
+        "CONFIG",
+        "the webhook's configuration, to read the databases; set in the webhook's "
         "pod [SCHEMAGATE_CONFIG]",
     )
     status.add_argument("-n", "--namespace", help="only this namespace (default: every namespace)")
