@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from webhook.versions import Recorded
 pytestmark = pytest.mark.component
 
 SERVERS = ["postgresql", "mariadb"]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def connection(scratch: Scratch) -> dict[str, object]:
@@ -38,10 +40,23 @@ def connection(scratch: Scratch) -> dict[str, object]:
     }
 
 
-def node(tool: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NODE_PATH": str(install.npm_prefix() / "node_modules")}
+def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The tools' environment: colour off, whatever the caller's terminal or CI says
+    (ansis, typeorm's colouring, turns itself on when CI is set)."""
+    return {
+        **os.environ,
+        "NODE_PATH": str(install.npm_prefix() / "node_modules"),
+        "NO_COLOR": "1",
+        "FORCE_COLOR": "0",
+        **(extra or {}),
+    }
+
+
+def node(
+    tool: str, cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [install.npm_bin(tool), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [install.npm_bin(tool), *args], cwd=cwd, env=node_env(env), capture_output=True, text=True,
         timeout=60, check=False,
     )  # fmt: skip
 
@@ -64,10 +79,11 @@ async def while_running(url: str, tool: str, seconds: float = 20) -> Recorded:
         await asyncio.sleep(0.1)
 
 
-async def in_background(tool: str, cwd: Path, *args: str) -> asyncio.subprocess.Process:
-    env = {**os.environ, "NODE_PATH": str(install.npm_prefix() / "node_modules")}
+async def in_background(
+    tool: str, cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        install.npm_bin(tool), *args, cwd=cwd, env=env,
+        install.npm_bin(tool), *args, cwd=cwd, env=node_env(env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
@@ -230,13 +246,13 @@ PG_MIGRATE_STEPS = {
 }
 
 
+def pg_migrate_env(scratch: Scratch) -> dict[str, str]:
+    return {"DATABASE_URL": scratch.url + "?sslmode=disable"}
+
+
 def pg_migrate(project: Path, scratch: Scratch, *args: str) -> list[str]:
     """Run node-pg-migrate; the migrations it reports running (it has no status command)."""
-    env_url = {"DATABASE_URL": scratch.url + "?sslmode=disable"}
-    done = subprocess.run(
-        [install.npm_bin("node-pg-migrate"), *args], cwd=project, capture_output=True,
-        text=True, timeout=60, check=False, env={**os.environ, **env_url},
-    )  # fmt: skip
+    done = node("node-pg-migrate", project, *args, env=pg_migrate_env(scratch))
     if done.returncode != 0:
         raise AssertionError(done.stdout + done.stderr)
     # Each migration it runs is announced as `### MIGRATION <name> (UP) ###`.
@@ -272,11 +288,7 @@ async def test_node_pg_migrate_middle_head_locked_and_failed(
     assert verdict("node-pg-migrate", "1767312000000_invoices", found, "exact") == (True, "")
 
     pg_migrate_add(tmp_path, "1767398400000_slow.js")
-    env = {**os.environ, "DATABASE_URL": scratch.url + "?sslmode=disable"}
-    slow = await asyncio.create_subprocess_exec(
-        install.npm_bin("node-pg-migrate"), "up", cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    slow = await in_background("node-pg-migrate", tmp_path, "up", env=pg_migrate_env(scratch))
     try:
         running = await while_running(scratch.url, "node-pg-migrate")
         assert running.running == ("the node-pg-migrate advisory lock is held",)
@@ -332,7 +344,7 @@ def typeorm_add(project: Path, name: str) -> None:
 def typeorm_applied(project: Path) -> list[str]:
     """The migrations `typeorm migration:show` marks [X]."""
     done = node("typeorm", project, "migration:show", "-d", "data-source.js")
-    lines = done.stdout.splitlines()
+    lines = ANSI.sub("", done.stdout).splitlines()
     return [line.split()[-1] for line in lines if line.strip().startswith("[X]")]
 
 
