@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from tests.factories import corpus, labelled, review
-from webhook.review import MAX_BODY_BYTES
+from webhook.review import API_SERVER_BODY_BYTES, MAX_BODY_BYTES
 
 NAMESPACE = "shop"
 DATABASE = "orders"
@@ -29,7 +29,7 @@ GATE = {
 
 # The API server refuses requests over 3 MiB; the synthetic Deployment stays just under,
 # leaving room for what the API server itself would add around it.
-NEAR_LIMIT = MAX_BODY_BYTES - 64 * 1024
+NEAR_LIMIT = API_SERVER_BODY_BYTES - 64 * 1024
 GROWTH_SIZES = (1_000, 10_000, 100_000, 1_000_000, 3_000_000)
 
 

@@ -1,4 +1,4 @@
-"""The aiohttp application: HTTP in, pure decision, HTTP out. Edge code."""
+"""The HTTP adapter around `webhook.admission.answer`: /mutate, probes and metrics. Edge code."""
 
 from __future__ import annotations
 
@@ -14,23 +14,21 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from prometheus_client import Counter, Histogram
 
-from webhook import decide, review
+from webhook import admission, decide, review
 from webhook.config import Config
-from webhook.lookup import Lookups, answer_gate
+from webhook.limits import Limits
+from webhook.lookup import Lookups
 from webhook.metrics import CONTENT_TYPE, Metrics
-from webhook.review import AdmissionRequest, AdmissionResponse, BadReview
+from webhook.review import AdmissionRequest, BadReview
 from webhook.tls import ServingTLS
 
 log = logging.getLogger("schemagate.admission")
 
 
 class BodyBudget:
-    """Bytes of review being read, decoded or answered at once, across all connections.
-
-    JSON decodes to many times its size in Python objects (a body of `[{},{},...]` to about
-    25 times), so a handful of concurrent 3 MiB reviews would exhaust a 256 MiB pod. The
-    API server's reviews are a few KiB; only oversized ones ever wait here, and smaller
-    ones pass while a large one waits for room.
+    """Bytes of review being read, decoded or answered at once, across all connections
+    (`Limits.body_budget_bytes`). The API server's reviews are a few KiB; only oversized
+    ones ever wait here, and smaller ones pass while a large one waits for room.
     """
 
     def __init__(self, limit: int) -> None:
@@ -65,17 +63,17 @@ class State:
     metrics: Metrics = field(default_factory=Metrics)
     tls: ServingTLS | None = None
     excluded: frozenset[str] = decide.DEFAULT_EXCLUDED
-    # The API server sends a review whole; a body still trickling in after this long is
-    # a slow or hostile client holding a connection.
-    body_seconds: float = 10.0
-    # 4 MiB: the largest review the API server can send, and at most ~100 MiB decoded.
-    budget: BodyBudget = field(default_factory=lambda: BodyBudget(4 * 1024 * 1024))
+    limits: Limits = field(default_factory=Limits)
+    budget: BodyBudget = field(init=False)
     # Read by the in-flight gauge at scrape time: a plain int costs less per admission
     # than the gauge's own locked inc() and dec().
     in_flight: int = 0
     series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = field(
         default_factory=dict, repr=False
     )
+
+    def __post_init__(self) -> None:
+        self.budget = BodyBudget(self.limits.body_budget_bytes)
 
 
 STATE = web.AppKey("state", State)
@@ -94,7 +92,30 @@ def make_app(state: State) -> web.Application:
 
 
 async def mutate(request: web.Request) -> web.Response:
+    """/mutate, in the order the steps run: who is calling, what they declare they send,
+    room for the body, the body, the answer, its metrics and log line."""
     state = request.app[STATE]
+    refusal = _refused(state, request)
+    if refusal is not None:
+        return refusal
+    size = request.content_length
+    try:
+        taken = await state.budget.take(size or review.MAX_BODY_BYTES, state.limits.body_seconds)
+    except TimeoutError:
+        busy = _bad(state, 503, "too many large reviews at once; retry")
+        busy.force_close()
+        return busy
+    try:
+        body = await _body(state, request)
+        if isinstance(body, web.Response):
+            return body
+        return await _answer(state, body)
+    finally:
+        await state.budget.give(taken)
+
+
+def _refused(state: State, request: web.Request) -> web.Response | None:
+    """The answer to a request refused on its client certificate or headers alone."""
     if state.tls is not None and state.tls.client_ca is not None:
         refusal = _client_refusal(request)
         if refusal is not None:
@@ -111,28 +132,21 @@ async def mutate(request: web.Request) -> web.Response:
         return _bad(
             state, 413, f"body of {size} bytes exceeds the {review.MAX_BODY_BYTES} byte limit"
         )
-    try:
-        taken = await state.budget.take(size or review.MAX_BODY_BYTES, state.body_seconds)
-    except TimeoutError:
-        busy = _bad(state, 503, "too many large reviews at once; retry")
-        busy.force_close()
-        return busy
-    try:
-        return await _review(state, request)
-    finally:
-        await state.budget.give(taken)
+    return None
 
 
-async def _review(state: State, request: web.Request) -> web.Response:
+async def _body(state: State, request: web.Request) -> AdmissionRequest | web.Response:
+    """The decoded review, or the 4xx that answers a body too slow, too large or not one."""
+    seconds = state.limits.body_seconds
     try:
         if request.content.is_eof():
-            body = await request.read()  # already received whole: nothing to time out
+            data = await request.read()  # already received whole: nothing to time out
         else:
-            async with asyncio.timeout(state.body_seconds):
-                body = await request.read()
-        admission = review.parse_review(body)
+            async with asyncio.timeout(seconds):
+                data = await request.read()
+        return review.parse_review(data)
     except TimeoutError:
-        slow = _bad(state, 408, f"body not received within {state.body_seconds:g} s")
+        slow = _bad(state, 408, f"body not received within {seconds:g} s")
         slow.force_close()
         return slow
     except web.HTTPRequestEntityTooLarge:
@@ -140,42 +154,30 @@ async def _review(state: State, request: web.Request) -> web.Response:
     except BadReview as exc:
         return _bad(state, exc.status, str(exc))
 
+
+async def _answer(state: State, request: AdmissionRequest) -> web.Response:
     start = time.perf_counter()
-    route = decide.mode(admission, state.excluded)
     state.in_flight += 1
     try:
-        answer = await _answer(state, admission, route)
-    except Exception:
-        log.exception("admission failed", extra={"uid": admission.uid})
-        answer = review.errored(
-            500, f"schemagate internal error (uid {admission.uid}); see the webhook log"
-        )
+        answered = await admission.answer(request, state.config, state.lookups, state.excluded)
     finally:
         state.in_flight -= 1
     elapsed = time.perf_counter() - start
-    decision = _decision(answer)
-    _observe(state, (admission.operation, route, decision), elapsed)
+    _observe(state, (request.operation, answered.mode, answered.decision), elapsed)
     log.info(
         "admission",
         extra={
-            "uid": admission.uid,
-            "object": admission.ref,
-            "operation": admission.operation,
-            "mode": route,
-            "decision": decision,
-            "dry_run": admission.dry_run,
+            "uid": request.uid,
+            "object": request.ref,
+            "operation": request.operation,
+            "mode": answered.mode,
+            "decision": answered.decision,
+            "dry_run": request.dry_run,
             "duration_ms": round(elapsed * 1000, 3),
         },
     )
-    return web.Response(body=review.dumps(review.encode(admission.uid, answer)), headers=_JSON)
-
-
-async def _answer(state: State, admission: AdmissionRequest, route: str) -> AdmissionResponse:
-    result = decide.admit(admission, state.config, route)
-    if isinstance(result, AdmissionResponse):
-        return result
-    answer, _ = await answer_gate(result, state.lookups, state.config)
-    return answer
+    body = review.dumps(review.encode(request.uid, answered.response))
+    return web.Response(body=body, headers=_JSON)
 
 
 def _observe(state: State, key: tuple[str, str, str], seconds: float) -> None:
@@ -192,14 +194,6 @@ def _observe(state: State, key: tuple[str, str, str], seconds: float) -> None:
         )
     series[0].inc()
     series[1].observe(seconds)
-
-
-def _decision(answer: AdmissionResponse) -> str:
-    if answer.code == 500:
-        return "error"
-    if not answer.allowed:
-        return "denied"
-    return "patched" if answer.patch else "allowed"
 
 
 def _client_refusal(request: web.Request) -> str | None:

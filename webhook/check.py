@@ -21,8 +21,8 @@ from webhook import contract, inject
 from webhook.config import Config
 from webhook.decide import PendingGate
 from webhook.documents import Document, read_all
-from webhook.evaluate import Evaluation, Found, evaluate, settle
-from webhook.gate import Unreachable
+from webhook.evaluate import Evaluation, evaluate, settle
+from webhook.gate import Found, Unreachable
 from webhook.review import AdmissionResponse
 
 ADMITTED, DENIED, UNCHECKED = "admitted", "denied", "unchecked"

@@ -25,10 +25,16 @@ from webhook.review import (
     patched,
     show,
 )
-from webhook.versions import Recorded
 from webhook.workloads import Workload
 
+# The cluster's own namespace: its pods must start even when schemagate cannot answer.
 DEFAULT_EXCLUDED = frozenset(("kube-system",))
+
+
+def excluded(own_namespace: str | None) -> frozenset[str]:
+    """The namespaces schemagate never acts on: kube-system and its own, so a broken
+    release of schemagate can always be replaced."""
+    return DEFAULT_EXCLUDED | ({own_namespace} if own_namespace else set())
 
 
 def removed(kind: str) -> str:
@@ -92,9 +98,7 @@ def admit(request: AdmissionRequest, config: Config, route: str) -> AdmissionRes
         return denied(f"{request.ref}: {exc}", 422)
 
 
-def finish_gate(
-    pending: PendingGate, found: Recorded | gate.Unreachable, config: Config
-) -> AdmissionResponse:
+def finish_gate(pending: PendingGate, found: gate.Found, config: Config) -> AdmissionResponse:
     answer = gate.decide_gate(pending.check, found, config)
     return _with_cleanup(answer, pending.cleanup, pending.kind)
 

@@ -4,8 +4,8 @@
 It builds the AdmissionRequest the API server sends for a CREATE of the object and runs
 it through `decide.mode` and `decide.admit`, as webhook.app does for a review; which
 kinds the webhook acts on is the core's business, so apiVersion and kind pass through.
-A `PendingGate` result is then answered by `webhook.lookup.answer_gate`, the webhook's
-own lookup path.
+A `PendingGate` result is then answered by `Lookups.answer`, the webhook's own lookup
+path.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from typing import Any
 
 from webhook import decide
 from webhook.config import Config
-from webhook.gate import Unreachable
-from webhook.lookup import Lookups, answer_gate
+from webhook.gate import Found
+from webhook.lookup import Lookups
 from webhook.review import AdmissionRequest, AdmissionResponse
 from webhook.sources import open_source
-from webhook.versions import Recorded
 
 # Who the requests are from, in the webhook's log and in `userInfo` terms.
 USERNAME = "schemagate-cli"
@@ -63,9 +62,6 @@ def evaluate(
     return Evaluation(request, route, decide.admit(request, config, route))
 
 
-Found = Recorded | Unreachable
-
-
 async def settle(
     evaluations: Sequence[Evaluation], config: Config, *, lookup: bool = True
 ) -> list[tuple[AdmissionResponse | None, Found | None]]:
@@ -81,7 +77,7 @@ async def settle(
             return evaluation.result, None
         if not lookup:
             return None, None
-        return await answer_gate(evaluation.result, lookups, config)
+        return await lookups.answer(evaluation.result, config)
 
     try:
         return list(await asyncio.gather(*map(answer, evaluations)))

@@ -51,6 +51,10 @@ class Unreachable:
     reason: str
 
 
+# What a gate is decided on: the database's record, or why it could not be read.
+Found = Recorded | Unreachable
+
+
 def needs_check(request: AdmissionRequest, stored: Mapping[str, Any], workload: Workload) -> bool:
     """CREATE always; UPDATE when the workload enters gate mode, or when the pod template
     as it will be stored (`stored`: the object after schemagate's own patch) or the
@@ -139,9 +143,7 @@ def _only_match(tool: str, compare: str, match: Match) -> str:
     )
 
 
-def decide_gate(
-    check: GateCheck, found: Recorded | Unreachable, config: Config
-) -> AdmissionResponse:
+def decide_gate(check: GateCheck, found: Found, config: Config) -> AdmissionResponse:
     need = f"{check.ref} needs {_requirement(check)}"
     name = check.db.name
     if isinstance(found, Unreachable):

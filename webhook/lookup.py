@@ -1,9 +1,9 @@
 """Gate lookups: a short-lived cache and single flight in front of the version sources.
 
-The handler asks `get(name, max_age)` and hands `found` to `webhook.gate`. It asks with
-the full `cache_ttl_seconds` first and, when that answer denies and is older than a
-second, again with a short `max_age`, so a person who just ran the migration is let in
-on the next try while satisfied answers stay cached.
+`Lookups.answer` finishes a pending gate: it reads with the full `cache_ttl_seconds`
+first and, when that answer denies and is older than a second, again with a short
+`max_age`, so a person who just ran the migration is let in on the next try while
+satisfied answers stay cached.
 
 The answer always comes within the source's deadline: a database that is down or slow
 becomes `Unreachable` with a reason, and the gate applies `on_unreachable`. Concurrent
@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 from webhook import decide
 from webhook.config import Config
-from webhook.gate import Unreachable
+from webhook.gate import Found, Unreachable
 from webhook.review import AdmissionResponse
 from webhook.sources import SourceError, VersionSource
-from webhook.versions import Recorded
 
 log = logging.getLogger("schemagate.lookup")
 
@@ -41,13 +40,13 @@ RECHECK_DENIAL_AFTER = 1.0
 class Fetched:
     """What a database records (or why it could not be read), and how old that answer is."""
 
-    found: Recorded | Unreachable
+    found: Found
     age: float
 
 
 @dataclass(frozen=True)
 class _Snapshot:
-    found: Recorded | Unreachable
+    found: Found
     taken: float
 
 
@@ -89,7 +88,7 @@ class Lookups:
 
     async def _read(self, name: str) -> Fetched:
         started = self._clock()
-        found: Recorded | Unreachable
+        found: Found
         try:
             found = await self._sources[name].lookup()
             result = "recorded" if found.table_present else "no_table"
@@ -103,22 +102,21 @@ class Lookups:
         self._cache[name] = _Snapshot(found, taken)
         return Fetched(found, 0.0)
 
+    async def answer(
+        self, pending: decide.PendingGate, config: Config
+    ) -> tuple[AdmissionResponse, Found]:
+        """The gate's answer and what it was decided on: the webhook's path, and the CLI's."""
+        name = pending.check.db.name
+        fetched = await self.get(name, config.cache_ttl)
+        answer = decide.finish_gate(pending, fetched.found, config)
+        if not answer.allowed and fetched.age > RECHECK_DENIAL_AFTER:
+            fetched = await self.get(name, RECHECK_DENIAL_AFTER)
+            answer = decide.finish_gate(pending, fetched.found, config)
+        return answer, fetched.found
+
     def close(self) -> None:
         """Cancel reads in flight and drop every pooled connection."""
         for task in self._inflight.values():
             task.cancel()
         for source in self._sources.values():
             source.close()
-
-
-async def answer_gate(
-    pending: decide.PendingGate, lookups: Lookups, config: Config
-) -> tuple[AdmissionResponse, Recorded | Unreachable]:
-    """The gate's answer and what it was decided on: the webhook's path, and the CLI's."""
-    name = pending.check.db.name
-    fetched = await lookups.get(name, config.cache_ttl)
-    answer = decide.finish_gate(pending, fetched.found, config)
-    if not answer.allowed and fetched.age > RECHECK_DENIAL_AFTER:
-        fetched = await lookups.get(name, RECHECK_DENIAL_AFTER)
-        answer = decide.finish_gate(pending, fetched.found, config)
-    return answer, fetched.found

@@ -17,8 +17,13 @@ import orjson
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
-# The API server refuses request bodies over 3 MiB, so a larger review cannot be genuine.
-MAX_BODY_BYTES = 3 * 1024 * 1024
+# The largest review the API server can send, the one limit on a request body (webhook.app
+# checks the declared length against it, aiohttp the bytes read, `parse_review` the body).
+# The API server refuses request bodies over 3 MiB, so no object it admits is larger; an
+# UPDATE's review carries two (the object and the old object), plus a small envelope (uid,
+# kind, userInfo, options).
+API_SERVER_BODY_BYTES = 3 * 1024 * 1024
+MAX_BODY_BYTES = 2 * API_SERVER_BODY_BYTES + 64 * 1024
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 _OPERATIONS: frozenset[str] = frozenset(("CREATE", "UPDATE", "DELETE", "CONNECT"))

@@ -19,6 +19,8 @@ from aiohttp import web
 from webhook.app import State, make_app
 from webhook.certsync import CertSecret, sync_forever, sync_once
 from webhook.config import Config, StartupError
+from webhook.decide import excluded
+from webhook.limits import Limits
 from webhook.lookup import Lookups
 from webhook.metrics import Metrics
 from webhook.sources import open_source
@@ -30,29 +32,6 @@ log = logging.getLogger(__name__)
 WAIT_POLL_SECONDS = 0.5
 # How long a refused client gets to read its TLS alert before the connection closes.
 ALERT_LINGER_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one client may cost the server.
-
-    The API server opens a connection, shakes hands and sends each review whole, and gives
-    up after the webhook's `timeoutSeconds` (10 by default, 30 at most). These bounds are
-    far above what it needs and keep a slow or hostile client (any pod can reach the
-    port) from holding connections open: every phase has a deadline and the number of
-    open connections is capped; more wait in the listen backlog until one closes.
-    """
-
-    handshake_seconds: float = 5.0  # accepted -> TLS established
-    header_seconds: float = 5.0  # established, or a later request's first byte -> headers read
-    body_seconds: float = 10.0  # headers read -> body read (enforced in webhook.app)
-    # Idle keep-alive: above the 90 s after which Go clients (the API server) drop idle
-    # connections, so the client closes first and never races a request onto a closing one.
-    idle_seconds: float = 120.0
-    # Counted from accept, TLS handshakes included. Each holds TLS and read buffers, so
-    # this bounds memory too (bodies being decoded: webhook.app.BodyBudget).
-    max_connections: int = 256
-    backlog: int = 128
 
 
 @dataclass(frozen=True)
@@ -100,9 +79,8 @@ async def serve(options: ServeOptions) -> None:
     sources = {name: open_source(db, timeout) for name, db in options.config.databases.items()}
     lookups = Lookups(sources, observe=metrics.observe_lookup)
     lookups.start()
-    excluded = frozenset(("kube-system", *([options.namespace] if options.namespace else [])))
     limits = options.limits
-    state = State(options.config, lookups, metrics, tls, excluded, limits.body_seconds)
+    state = State(options.config, lookups, metrics, tls, excluded(options.namespace), limits)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,8 +25,8 @@ from certs.bootstrap import BootstrapError, load_kube_client
 from webhook import contract
 from webhook.config import Config
 from webhook.decide import PendingGate
-from webhook.evaluate import Evaluation, Found, evaluate, settle
-from webhook.gate import Unreachable
+from webhook.evaluate import Evaluation, evaluate, settle
+from webhook.gate import Found, Unreachable
 from webhook.review import AdmissionResponse
 
 PAGE = 500

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tests.factories import corpus, deployment, labelled, review
 from tests.server import Served, start
 from webhook.inject import NAME, PRESETS
+from webhook.review import API_SERVER_BODY_BYTES, MAX_BODY_BYTES
 from webhook.tools import INJECT_TOOLS
 
 pytestmark = pytest.mark.component
@@ -51,10 +52,10 @@ BAD = [
     ),
     (
         "POST",
-        b"{" + b" " * (3 * 1024 * 1024) + b"}",
+        b"{" + b" " * MAX_BODY_BYTES + b"}",
         "application/json",
         413,
-        "body of 3145730 bytes exceeds the 3145728 byte limit",
+        f"body of {MAX_BODY_BYTES + 2} bytes exceeds the {MAX_BODY_BYTES} byte limit",
     ),
     ("GET", None, "application/json", 405, "405: Method Not Allowed"),
     ("PUT", b"{}", "application/json", 405, "405: Method Not Allowed"),
@@ -139,6 +140,30 @@ def test_inject_patch_per_tool(served: Served, tool: str) -> None:
     result = jsonpatch.apply_patch(obj, ops)
     again = served.admit(review(result, uid="again"))["response"]
     assert again == {"uid": "again", "allowed": True}
+
+
+def test_an_update_of_two_objects_near_the_api_servers_limit_is_answered(served: Served) -> None:
+    """An UPDATE's review carries the object and the old object, each up to the 3 MiB the
+    API server takes: together twice that, and still answered rather than refused."""
+
+    def near_limit(value: str) -> dict[str, Any]:
+        obj = labelled(deployment(), "inject", {"schemagate.dev/tool": "flyway"})
+        env = [{"name": f"V{i:06d}", "value": value * 40} for i in range(40_000)]
+        obj["spec"]["template"]["spec"]["containers"][0]["env"] = env
+        return obj
+
+    new, old = near_limit("n"), near_limit("o")
+    doc = review(new, operation="UPDATE", old=old, uid="big-update")
+    body = orjson.dumps(doc)
+    assert 2 * 2.5 * 2**20 < len(body) <= 2 * API_SERVER_BODY_BYTES
+    status, raw = served.request("POST", "/mutate", body)
+    assert status == 200, raw[:200]
+    answer = orjson.loads(raw)["response"]
+    assert (answer["uid"], answer["allowed"], answer["patchType"]) == (
+        "big-update",
+        True,
+        "JSONPatch",
+    )
 
 
 def test_invalid_annotations_are_denials_not_errors(served: Served) -> None:

@@ -2,7 +2,7 @@
 
 Oversized and compressed bodies are refused without being read, reviews that decode to
 huge object graphs cannot exhaust memory, slow clients (a stalled or half TLS handshake,
-trickled headers, a trickled body) are cut off by the deadlines in `webhook.serve.Limits`,
+trickled headers, a trickled body) are cut off by the deadlines in `webhook.limits.Limits`,
 the number of connections is bounded, and garbage TLS never disturbs anyone else.
 """
 
@@ -26,8 +26,8 @@ from tests.factories import deployment, labelled, review
 from tests.reliability.conftest import Database, Launch, gate_config
 from tests.reliability.harness import TRANSCRIPT, Load, describe, report, well_formed
 from tests.server import Served
-from webhook.review import MAX_BODY_BYTES
-from webhook.serve import Limits
+from webhook.limits import Limits
+from webhook.review import API_SERVER_BODY_BYTES, MAX_BODY_BYTES
 
 pytestmark = pytest.mark.faults
 
@@ -103,15 +103,15 @@ OVERSIZED = [
         _head(length=100 * 2**30),
         b"",
         413,
-        "body of 107374182400 bytes exceeds the 3145728 byte limit",
+        f"body of 107374182400 bytes exceeds the {MAX_BODY_BYTES} byte limit",
         id="content-length-100GiB-no-body",
     ),
     pytest.param(
         _head("\r\nTransfer-Encoding: chunked"),
         _chunked(b"[" * (MAX_BODY_BYTES + 1)),
         413,
-        "body exceeds the 3145728 byte limit",
-        id="chunked-over-3MiB",
+        f"body exceeds the {MAX_BODY_BYTES} byte limit",
+        id="chunked-over-the-limit",
     ),
     pytest.param(
         _head("\r\nContent-Encoding: gzip", len(BOMB)),
@@ -162,7 +162,7 @@ def test_reviews_that_decode_to_huge_object_graphs_cannot_exhaust_memory(
     once would take the pod past its 256 MiB limit without a bound on the bodies being
     decoded and answered at once (webhook.app.BodyBudget)."""
     served = launch(gate_config(timeout=1.0, ttl=0), env={"ORDERS_DATABASE_URL": orders.url})
-    junk = b"{}," * ((MAX_BODY_BYTES - 4096) // 3)
+    junk = b"{}," * ((API_SERVER_BODY_BYTES - 4096) // 3)
     gated = labelled(
         deployment(),
         "gate",
@@ -171,7 +171,7 @@ def test_reviews_that_decode_to_huge_object_graphs_cannot_exhaust_memory(
     doc = review(gated, uid="bomb")
     doc["request"]["object"]["spec"]["junk"] = "@@"
     body = orjson.dumps(doc).replace(b'"@@"', b"[" + junk + b"{}]")
-    assert len(body) <= MAX_BODY_BYTES
+    assert len(body) <= API_SERVER_BODY_BYTES
     before = _peak_rss(served.proc.pid)
 
     def send(_: int) -> tuple[int, float]:
