@@ -11,10 +11,12 @@ import sys
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from webhook import logs
-from webhook.config import Config, ConfigError, StartupError, load_config
-from webhook.decide import DEFAULT_EXCLUDED
+from webhook.config import Config, ConfigError, StartupError
+from webhook.config_file import load_config
+from webhook.decide import excluded
 
 # Where a pod finds its own namespace (mounted with its service-account token), and the
 # namespace the shipped manifests install into, for a server run outside a pod.
@@ -32,22 +34,32 @@ def own_namespace(given: str | None, found_in: Path = SERVICE_ACCOUNT_NAMESPACE)
         return INSTALL_NAMESPACE
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get("SCHEMAGATE_" + name, default)
-
-
-def _required_from_env(parser: argparse.ArgumentParser, flag: str, name: str, help: str) -> None:
-    """A flag whose default is SCHEMAGATE_<name>, required only while that is unset."""
-    parser.add_argument(flag, default=_env(name), required=_env(name) is None, help=help)
+def _from_env(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    help: str,
+    *,
+    var: str | None = None,
+    default: str | None = None,
+    default_help: str | None = None,
+    required: bool = False,
+    **kwargs: Any,
+) -> None:
+    """A flag whose default is the variable SCHEMAGATE_<FLAG> (`--tls-cert`:
+    SCHEMAGATE_TLS_CERT, or SCHEMAGATE_<var>), then `default`; the help names both. A
+    `required` flag is required only while that variable is unset."""
+    name = "SCHEMAGATE_" + (var or flag.lstrip("-").upper().replace("-", "_"))
+    value = os.environ.get(name, default)
+    shown = default_help or default
+    text = f"{help} [{name}]" + (f" (default: {shown})" if shown is not None else "")
+    parser.add_argument(
+        flag, default=value, required=required and value is None, help=text, **kwargs
+    )
 
 
 def _log_level(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--log-level",
-        default=_env("LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-        help="[SCHEMAGATE_LOG_LEVEL] (default info)",
-    )
+    levels = ["debug", "info", "warning", "error"]
+    _from_env(parser, "--log-level", "log level", default="info", choices=levels)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,89 +70,55 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the admission webhook over HTTPS")
-    _required_from_env(serve, "--config", "CONFIG", "YAML configuration file [SCHEMAGATE_CONFIG]")
-    _required_from_env(
+    _from_env(serve, "--config", "YAML configuration file", required=True)
+    _from_env(serve, "--tls-cert", "PEM serving certificate, reloaded on change", required=True)
+    _from_env(serve, "--tls-key", "PEM private key, reloaded on change", required=True)
+    _from_env(
         serve,
-        "--tls-cert",
-        "TLS_CERT",
-        "PEM serving certificate, reloaded on change [SCHEMAGATE_TLS_CERT]",
-    )
-    _required_from_env(
-        serve, "--tls-key", "TLS_KEY", "PEM private key, reloaded on change [SCHEMAGATE_TLS_KEY]"
-    )
-    serve.add_argument(
         "--tls-wait",
-        default=_env("TLS_WAIT", "0"),
-        help="seconds to wait for the --tls-cert/--tls-key files to appear, e.g. a mounted "
-        "Secret that the certificate bootstrap has not created yet [SCHEMAGATE_TLS_WAIT] "
-        "(default 0: they must exist at start)",
+        "seconds to wait for the --tls-cert/--tls-key files to appear, e.g. a mounted "
+        "Secret that the certificate bootstrap has not created yet",
+        default="0",
+        default_help="0: they must exist at start",
     )
-    serve.add_argument(
-        "--host",
-        default=_env("HOST", "0.0.0.0"),
-        help="address to listen on [SCHEMAGATE_HOST] (default 0.0.0.0)",
-    )
-    serve.add_argument(
-        "--port",
-        default=_env("PORT", "8443"),
-        help="port to listen on [SCHEMAGATE_PORT] (default 8443)",
-    )
-    serve.add_argument(
-        "--client-ca",
-        default=_env("CLIENT_CA"),
-        help="require API server client certificates signed by this CA [SCHEMAGATE_CLIENT_CA]",
-    )
-    serve.add_argument(
+    _from_env(serve, "--host", "address to listen on", default="0.0.0.0")
+    _from_env(serve, "--port", "port to listen on", default="8443")
+    _from_env(serve, "--client-ca", "require API server client certificates signed by this CA")
+    _from_env(
+        serve,
         "--namespace",
-        default=_env("NAMESPACE"),
-        help="the webhook's own namespace, never gated or mutated [SCHEMAGATE_NAMESPACE] "
-        f"(default: the pod's service-account namespace, else {INSTALL_NAMESPACE})",
+        "the webhook's own namespace, never gated or mutated",
+        default_help=f"the pod's service-account namespace, else {INSTALL_NAMESPACE}",
     )
-    serve.add_argument(
+    _from_env(
+        serve,
         "--cert-secret",
-        default=_env("CERT_SECRET"),
-        help="bootstrap certificates into this Secret before serving and keep the "
+        "bootstrap certificates into this Secret before serving and keep the "
         "--tls-cert/--tls-key files in step with it; needs --namespace, --service and "
-        "--webhook-configuration [SCHEMAGATE_CERT_SECRET]",
-    )
-    serve.add_argument(
-        "--service",
-        default=_env("SERVICE"),
-        help="the webhook's Service, named in the serving certificate [SCHEMAGATE_SERVICE]",
-    )
-    serve.add_argument(
         "--webhook-configuration",
-        default=_env("WEBHOOK_CONFIGURATION"),
-        help="MutatingWebhookConfiguration whose caBundle the bootstrap keeps "
-        "[SCHEMAGATE_WEBHOOK_CONFIGURATION]",
     )
-    serve.add_argument(
-        "--kubeconfig",
-        default=_env("KUBECONFIG"),
-        help="kubeconfig for the bootstrap outside a pod [SCHEMAGATE_KUBECONFIG]",
+    _from_env(serve, "--service", "the webhook's Service, named in the serving certificate")
+    _from_env(
+        serve,
+        "--webhook-configuration",
+        "MutatingWebhookConfiguration whose caBundle the bootstrap keeps",
     )
-    serve.add_argument(
+    _from_env(serve, "--kubeconfig", "kubeconfig for the bootstrap outside a pod")
+    _from_env(
+        serve,
         "--wait-image",
-        default=_env("WAIT_IMAGE"),
-        help="image of the init container that `schemagate.dev/run: once` pods wait in: "
-        "this image itself [SCHEMAGATE_WAIT_IMAGE]",
+        "image of the init container that `schemagate.dev/run: once` pods wait in: "
+        "this image itself",
     )
     _log_level(serve)
 
     controller = sub.add_parser(
         "controller", help="run each `run: once` release's migration as one Job"
     )
-    _required_from_env(
-        controller,
-        "--config",
-        "CONFIG",
-        "the webhook's YAML configuration file (the same) [SCHEMAGATE_CONFIG]",
+    _from_env(
+        controller, "--config", "the webhook's YAML configuration file (the same)", required=True
     )
-    controller.add_argument(
-        "--kubeconfig",
-        default=_env("KUBECONFIG"),
-        help="kubeconfig outside a pod [SCHEMAGATE_KUBECONFIG]",
-    )
+    _from_env(controller, "--kubeconfig", "kubeconfig outside a pod")
     _log_level(controller)
 
     wait = sub.add_parser(
@@ -207,11 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML or JSON files, directories (read recursively for *.yaml, *.yml, *.json) "
         "or - for stdin (the default)",
     )
-    check.add_argument(
+    _from_env(
+        check,
         "--config",
-        default=_env("CONFIG"),
-        help="the webhook's configuration; without it no database is known, as in the "
-        "shipped config.yaml [SCHEMAGATE_CONFIG]",
+        "the webhook's configuration; without it no database is known, as in the "
+        "shipped config.yaml",
     )
     check.add_argument(
         "--no-lookup",
@@ -224,11 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="namespace for objects that name none (default: default)",
     )
-    check.add_argument(
+    _from_env(
+        check,
         "--webhook-namespace",
-        default=_env("NAMESPACE", INSTALL_NAMESPACE),
-        help="the webhook's own namespace, never mutated [SCHEMAGATE_NAMESPACE] "
-        f"(default {INSTALL_NAMESPACE})",
+        "the webhook's own namespace, never mutated",
+        var="NAMESPACE",
+        default=INSTALL_NAMESPACE,
     )
     check.add_argument(
         "--show-patch",
@@ -242,19 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="every labelled workload in the cluster and what its database records; "
         "exit 1 if a gated one is not satisfied",
     )
-    _required_from_env(
+    _from_env(
         status,
         "--config",
-        "CONFIG",
-        "the webhook's configuration, to read the databases; set in the webhook's "
-        "pod [SCHEMAGATE_CONFIG]",
+        "the webhook's configuration, to read the databases; set in the webhook's pod",
+        required=True,
     )
     status.add_argument("-n", "--namespace", help="only this namespace (default: every namespace)")
-    status.add_argument(
+    _from_env(
+        status,
         "--webhook-namespace",
-        default=_env("NAMESPACE", INSTALL_NAMESPACE),
-        help="the webhook's own namespace, never gated [SCHEMAGATE_NAMESPACE] "
-        f"(default {INSTALL_NAMESPACE})",
+        "the webhook's own namespace, never gated",
+        var="NAMESPACE",
+        default=INSTALL_NAMESPACE,
     )
     status.add_argument(
         "--kubeconfig",
@@ -294,7 +273,7 @@ def _check(args: argparse.Namespace) -> int:
     options = CheckOptions(
         paths=args.paths,
         config=config,
-        excluded=_excluded(args.webhook_namespace),
+        excluded=excluded(args.webhook_namespace),
         namespace=args.namespace,
         lookup=not args.no_lookup,
         show_patch=args.show_patch,
@@ -310,7 +289,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         options = StatusOptions(
             config=load_config(args.config),
-            excluded=_excluded(args.webhook_namespace),
+            excluded=excluded(args.webhook_namespace),
             kubeconfig=args.kubeconfig,
             namespace=args.namespace,
             output=args.output,
@@ -324,11 +303,6 @@ def _status(args: argparse.Namespace) -> int:
         return 2
     sys.stdout.write(text)
     return code
-
-
-def _excluded(webhook_namespace: str) -> frozenset[str]:
-    """The namespaces the webhook never acts on, as `serve --namespace` sets them."""
-    return frozenset((*DEFAULT_EXCLUDED, webhook_namespace))
 
 
 def _controller(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The webhook's configuration: one YAML file, validated completely at start.
+"""The webhook's configuration, validated completely at start. Pure: `parse_config`
+takes the decoded document; `webhook.config_file` reads the YAML file.
 
 Every error names the offending key as a dotted path (`databases.orders.tool`) and the
 values that are allowed, so a bad ConfigMap fails the rollout with a one-line reason.
@@ -9,16 +10,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from webhook.review import show
 from webhook.tools import GATE_TOOLS, INJECT_TOOLS, gate_of
+from webhook.tools.base import Dialect
 
 URL_KEYS = ("url", "url_env", "url_file")
-URL_SCHEMES = ("postgresql://", "postgres://", "mysql://", "sqlite:///")
+# A database URL's scheme, and the engine it names.
+URL_SCHEMES: Mapping[str, Dialect] = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "sqlite": "sqlite",
+}
 MAX_QUERY_CHARS = 4096
 
 UrlKind = Literal["url", "url_env", "url_file"]
@@ -66,24 +71,6 @@ class Config:
     wait_image: str | None = None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate the YAML file at `path`."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None)
-        raise ConfigError(
-            f"config {path} is not valid YAML{where}" + (f": {problem}" if problem else "")
-        ) from None
-    return parse_config({} if data is None else data)
-
-
 def parse_config(data: object) -> Config:
     """Validate an already-decoded document and build the typed configuration."""
     top = _mapping(data, "config")
@@ -108,6 +95,16 @@ def parse_config(data: object) -> Config:
     return Config(databases, timeout, ttl, policy, overrides)
 
 
+def engine_of(url: str, where: str) -> Dialect:
+    """The engine a database URL's scheme names; ConfigError naming `where` otherwise."""
+    scheme, sep, _ = url.partition("://")
+    engine = URL_SCHEMES.get(scheme.lower())
+    if engine is None or not sep:
+        # Never echo the URL itself: it may carry a password.
+        raise ConfigError(f"{where}: scheme must be postgresql://, mysql:// or sqlite:///")
+    return engine
+
+
 def _database(name: str, spec: object) -> DatabaseConfig:
     where = f"databases.{name}"
     body = _mapping(spec, where)
@@ -119,9 +116,8 @@ def _database(name: str, spec: object) -> DatabaseConfig:
         )
     kind: UrlKind = given[0]  # type: ignore[assignment]
     value = _text(body[kind], f"{where}.{kind}")
-    if kind == "url" and not value.startswith(URL_SCHEMES):
-        # Never echo the URL itself: it may carry a password.
-        raise ConfigError(f"{where}.url: scheme must be postgresql://, mysql:// or sqlite:///")
+    if kind == "url":
+        engine_of(value, f"{where}.url")
     tool = body.get("tool")
     if tool not in GATE_TOOLS:
         raise ConfigError(f"{where}.tool: {tool!r} is not one of {', '.join(GATE_TOOLS)}")

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from webhook.config import ConfigError, DatabaseConfig
-from webhook.sources.target import parse, resolve
+from webhook.sources.engines import open_engine
+from webhook.sources.target import Target, parse, resolve
 from webhook.tools import gate_of
 from webhook.tools.atlas import atlas_history
 from webhook.tools.base import Location, flag, iso, moment
@@ -97,6 +98,17 @@ def test_resolve_reads_env_and_file(tmp_path: Any) -> None:
         ConfigError, match=r"^databases\.orders\.url_env: environment variable DB_URL is not set$"
     ):
         resolve(db("url_env", "DB_URL"), {"DB_URL": "  "})
+
+
+def test_a_dialect_without_an_engine_is_an_error_not_sqlite() -> None:
+    # A Target can only be built for a known dialect by `parse`; one made by hand stands for
+    # a dialect added to the URL schemes without an engine behind it.
+    target = Target("oracle", "oracle://db/orders", host="db")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as raised:
+        open_engine(target, 1.0)
+    assert str(raised.value) == (
+        "no database engine for dialect 'oracle'; known: postgresql, mysql, sqlite"
+    )
 
 
 def test_redact_removes_every_spelling_of_the_password() -> None:

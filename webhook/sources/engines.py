@@ -23,6 +23,7 @@ import aiomysql
 import aiosqlite
 import asyncpg
 
+from webhook.config import ConfigError
 from webhook.sources.errors import Kind, SourceError, TableMissing
 from webhook.sources.target import Target
 from webhook.tools.base import Dialect, Row
@@ -61,11 +62,17 @@ class Engine(Protocol):
 
 
 def open_engine(target: Target, timeout: float) -> Engine:
+    """The engine for the target's dialect. A dialect without one is a configuration error,
+    never a fallback to another engine."""
     if target.engine == "postgresql":
         return Postgres(target, timeout)
     if target.engine == "mysql":
         return MySQL(target, timeout)
-    return SQLite(target, timeout)
+    if target.engine == "sqlite":
+        return SQLite(target, timeout)
+    raise ConfigError(
+        f"no database engine for dialect {target.engine!r}; known: postgresql, mysql, sqlite"
+    )
 
 
 def _failure(target: Target, exc: BaseException, prefix: str = "") -> SourceError:

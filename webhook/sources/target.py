@@ -14,15 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from webhook.config import ConfigError, DatabaseConfig
+from webhook.config import ConfigError, DatabaseConfig, engine_of
 from webhook.tools.base import Dialect
 
-SCHEMES: Mapping[str, Dialect] = {
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "mysql": "mysql",
-    "sqlite": "sqlite",
-}
 MYSQL_OPTIONS = ("ssl", "ssl-ca", "unix_socket")
 
 
@@ -66,10 +60,7 @@ def resolve(db: DatabaseConfig, environ: Mapping[str, str] = os.environ) -> Targ
 
 
 def parse(url: str, where: str) -> Target:
-    scheme = url.partition("://")[0].lower()
-    engine = SCHEMES.get(scheme)
-    if engine is None or "://" not in url:
-        raise ConfigError(f"{where}: scheme must be postgresql://, mysql:// or sqlite:///")
+    engine = engine_of(url, where)
     if engine == "sqlite":
         # sqlite:///var/lib/app.db names /var/lib/app.db (an empty host, then the path);
         # SQLAlchemy's sqlite:////var/lib/app.db means the same file.
