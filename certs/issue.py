@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
+from certs.times import utc_text
+
 # The CA signs serving certs for its whole life and is rotated at two thirds of it
 # (~3.3 years in); five years keeps rotations rare without an unbounded trust anchor.
 CA_LIFETIME = timedelta(days=5 * 365)
@@ -139,7 +141,7 @@ def needs_renewal(
         want = sorted(dns_names) + sorted(map(str, want_ips))
         return f"names differ: has {have}, wants {want}"
     if now > renew_after(cert_pem):
-        expires = cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+        expires = utc_text(cert.not_valid_after_utc)
         return f"less than a third of its lifetime left (expires {expires})"
     return None
 

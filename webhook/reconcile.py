@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+from certs.times import utc_text
 from webhook import contract, once
 from webhook.config import Config
 from webhook.contract import Invalid
@@ -161,7 +162,7 @@ def marker_body(
 ) -> dict[str, Any]:
     status = job.get("status", {})
     ended = [c.get("lastTransitionTime") for c in status.get("conditions") or []]
-    finished = status.get("completionTime") or next((t for t in ended if t), None) or _stamp(now)
+    finished = status.get("completionTime") or next((t for t in ended if t), None) or utc_text(now)
     data = {"state": state, "job": release.job, "release": release.digest, "finished": finished}
     if reason:
         data["reason"] = reason
@@ -184,7 +185,7 @@ def event_body(workload: Mapping[str, Any], event: Event, now: datetime.datetime
     reason, so a decision repeated (a restart, a re-sync) answers AlreadyExists instead
     of piling up Events."""
     meta = workload["metadata"]
-    stamp = _stamp(now)
+    stamp = utc_text(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",
@@ -232,10 +233,6 @@ def _failure(job: Mapping[str, Any]) -> str:
         if condition.get("type") == "Failed" and condition.get("status") == "True":
             return str(condition.get("message") or condition.get("reason") or "failed")
     return "failed"
-
-
-def _stamp(now: datetime.datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _name(obj: Mapping[str, Any]) -> str:

@@ -472,7 +472,7 @@ def test_write_files_replaces_changed_files_only(
 
 # --- layering ---------------------------------------------------------------------------
 
-PURE = ("issue", "bundle", "rotation")
+PURE = ("issue", "bundle", "rotation", "times")
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from certs.times import utc_text
 from webhook.versions import Recorded, version_key
 
 Dialect = Literal["postgresql", "mysql", "sqlite"]
@@ -139,7 +140,7 @@ def iso(value: datetime | None) -> str:
         return "an unrecorded time"
     if value.tzinfo is None:
         return value.strftime("%Y-%m-%dT%H:%M:%S") + ", time zone not recorded"
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_text(value)
 
 
 def utc(value: datetime | None) -> datetime | None:
