@@ -172,7 +172,9 @@ def decide_gate(check: GateCheck, found: Found, config: Config) -> AdmissionResp
         )
     if satisfied(check, found):
         return allowed()
-    return denied(f"{need}; {name} records {_recorded(check, found)}. {NEXT_STEP}")
+    note = gate_of(check.db.tool).unmet_note
+    recorded = f"{need}; {name} records {_recorded(check, found)}."
+    return denied(" ".join(part for part in (recorded, note, NEXT_STEP) if part))
 
 
 def required_names(required: str) -> tuple[str, ...]:

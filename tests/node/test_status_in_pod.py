@@ -156,5 +156,7 @@ def test_status_in_the_cluster_under_its_own_identity(
     assert (row["recorded"], row["satisfied"]) == ("r0001", "no")
     assert row["message"] == (
         f"{ns}/app needs schema test == r0002 (alembic); test records head r0001. "
+        "Alembic records heads only, not the effective heads `alembic current` derives "
+        "through depends_on: require the head that depends on such a revision. "
         "Run the migrations first, then re-apply."
     )

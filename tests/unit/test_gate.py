@@ -160,6 +160,8 @@ def test_alembic_branch_heads_are_heads_as_alembic_current_lists_them() -> None:
     answer = _answer("alembic", "a3", found)
     assert answer.message == (
         "shop/api needs schema orders == a3 (alembic); orders records heads a2, b1. "
+        "Alembic records heads only, not the effective heads `alembic current` derives "
+        "through depends_on: require the head that depends on such a revision. "
         "Run the migrations first, then re-apply."
     )
 

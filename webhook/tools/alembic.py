@@ -3,6 +3,10 @@
 DDL: sqlalchemy/alembic, alembic/runtime/migration.py (`_version` table). The table holds
 one row per head; several rows are branches (labelled, or joined by `depends_on`), which
 `alembic current` lists as heads, not a fault. Alembic records no time.
+
+A revision that another branch's head `depends_on` has no row: `alembic current` derives
+it from the script directory as an "effective head", which the database alone cannot
+show. Requiring it fails closed, and the denial says to require the dependent head.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ TOOL = Tool(
         parse=parse,
         wanted="",
         current="head",
+        unmet_note=(
+            "Alembic records heads only, not the effective heads `alembic current` derives "
+            "through depends_on: require the head that depends on such a revision."
+        ),
         docs=Docs(
             table="`alembic_version`",
             recorded="the heads; revisions are a graph, so only `exact`: each revision "

@@ -83,6 +83,9 @@ class Gate:
     wanted: str
     current: str
     docs: Docs
+    # What a denial for an unmet requirement adds when the tool's record can hide what
+    # the tool itself reports (Alembic's effective heads); empty for most tools.
+    unmet_note: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

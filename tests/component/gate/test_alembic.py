@@ -35,15 +35,24 @@ with create_engine(context.config.get_main_option("sqlalchemy.url")).connect() a
 """
 
 
-def revision(rev: str, down: str | None, table: str) -> str:
+# What every unmet Alembic denial adds: the tool's record can hide an effective head.
+ALEMBIC_NOTE = (
+    "Alembic records heads only, not the effective heads `alembic current` derives "
+    "through depends_on: require the head that depends on such a revision."
+)
+
+
+def revision(
+    rev: str, down: str | None, table: str, *, label: str | None = None, after: str | None = None
+) -> str:
     return dedent(f'''\
         from alembic import op
         import sqlalchemy as sa
 
         revision = "{rev}"
         down_revision = {down!r}
-        branch_labels = None
-        depends_on = None
+        branch_labels = {(label,) if label else None!r}
+        depends_on = {after!r}
 
 
         def upgrade():
@@ -55,16 +64,25 @@ def revision(rev: str, down: str | None, table: str) -> str:
     ''')
 
 
-def alembic(scratch: Scratch, tmp_path: Path) -> AlembicConfig:
-    scripts = tmp_path / "migrations"
-    (scripts / "versions").mkdir(parents=True)
-    (scripts / "env.py").write_text(ENV)
-    for rev, down, table in (
-        (BASE, None, "orders"),
-        (LEFT, BASE, "invoices"),
-        (RIGHT, BASE, "refunds"),
-    ):
-        (scripts / "versions" / f"{rev}_{table}.py").write_text(revision(rev, down, table))
+def alembic(
+    scratch: Scratch, tmp_path: Path, scripts: dict[str, str] | None = None
+) -> AlembicConfig:
+    """An Alembic project over `scratch`: the fork below, or the given `scripts` (file
+    name to revision source)."""
+    folder = tmp_path / "migrations"
+    (folder / "versions").mkdir(parents=True)
+    (folder / "env.py").write_text(ENV)
+    if scripts is None:
+        scripts = {
+            f"{rev}_{table}.py": revision(rev, down, table)
+            for rev, down, table in (
+                (BASE, None, "orders"),
+                (LEFT, BASE, "invoices"),
+                (RIGHT, BASE, "refunds"),
+            )
+        }
+    for name, source in scripts.items():
+        (folder / "versions" / name).write_text(source)
     url = {
         "postgresql": scratch.url.replace("postgresql://", "postgresql+psycopg://"),
         "mysql": scratch.url.replace("mysql://", "mysql+pymysql://"),
@@ -72,7 +90,7 @@ def alembic(scratch: Scratch, tmp_path: Path) -> AlembicConfig:
         "sqlite": scratch.url.replace("sqlite://", "sqlite:///"),
     }[scratch.dialect]
     config = AlembicConfig()
-    config.set_main_option("script_location", str(scripts))
+    config.set_main_option("script_location", str(folder))
     # ConfigParser interpolates %, and the URL carries a percent-encoded password.
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
@@ -87,19 +105,23 @@ async def test_single_head_matches_exactly(scratch: Scratch, tmp_path: Path) -> 
     assert verdict("alembic", BASE, found, "exact") == (
         False,
         f"shop/api needs schema orders == {BASE} (alembic); orders records head {LEFT}. "
-        "Run the migrations first, then re-apply.",
+        f"{ALEMBIC_NOTE} Run the migrations first, then re-apply.",
     )
     command.downgrade(config, "base")
     found = await read(scratch.url, "alembic")
     assert (found.table_present, found.latest, found.heads) == (True, None, ())
 
 
-def current(config: AlembicConfig) -> set[str]:
-    """The revisions `alembic current` prints, as Alembic itself computes them."""
+def current_lines(config: AlembicConfig) -> list[str]:
+    """What `alembic current` prints, as Alembic itself computes it."""
     out = io.StringIO()
     config.stdout = out
     command.current(config)
-    return {line.split()[0] for line in out.getvalue().splitlines() if line.strip()}
+    return [line.strip() for line in out.getvalue().splitlines() if line.strip()]
+
+
+def current(config: AlembicConfig) -> set[str]:
+    return {line.split()[0] for line in current_lines(config)}
 
 
 async def test_branch_heads_are_the_heads_alembic_current_lists(
@@ -116,6 +138,37 @@ async def test_branch_heads_are_the_heads_alembic_current_lists(
     assert (allowed, message) == (
         False,
         f"shop/api needs schema orders == {BASE} (alembic); orders records heads {LEFT}, "
-        f"{RIGHT}. Run the migrations first, then re-apply.",
+        f"{RIGHT}. {ALEMBIC_NOTE} Run the migrations first, then re-apply.",
     )
     assert quote(PASSWORD, safe="") not in message
+
+
+DEPENDED, DEPENDENT = "3d7b1c9e0a55", "8e2f6a4b7c10"
+
+
+async def test_an_effective_head_through_depends_on_fails_closed_and_says_why(
+    scratch: Scratch, tmp_path: Path
+) -> None:
+    """Branch y's head depends on branch x's: Alembic stores only the dependent head, and
+    `alembic current` derives the other as an "effective head" from the scripts, which
+    the database does not hold. The gate follows the record and its denial says what to
+    require instead."""
+    config = alembic(
+        scratch,
+        tmp_path,
+        {
+            "x1.py": revision(BASE, None, "orders", label="x"),
+            "x2.py": revision(DEPENDED, BASE, "invoices"),
+            "y1.py": revision(DEPENDENT, None, "refunds", label="y", after=DEPENDED),
+        },
+    )
+    command.upgrade(config, "heads")
+    assert set(current_lines(config)) == {f"{DEPENDENT} (head)", f"{DEPENDED} (effective head)"}
+    found = await read(scratch.url, "alembic")
+    assert found.heads == (DEPENDENT,)
+    assert verdict("alembic", DEPENDENT, found, "exact") == (True, "")
+    assert verdict("alembic", DEPENDED, found, "exact") == (
+        False,
+        f"shop/api needs schema orders == {DEPENDED} (alembic); orders records head "
+        f"{DEPENDENT}. {ALEMBIC_NOTE} Run the migrations first, then re-apply.",
+    )
