@@ -294,15 +294,24 @@ def admissions(log: Path, offset: int, spaces: Sequence[str]) -> list[dict[str, 
     return out
 
 
-def webhook_calls(metrics: str) -> tuple[float, float]:
-    """(seconds, calls) of the API server's calls to schemagate so far, from its histogram
-    `apiserver_admission_webhook_admission_duration_seconds` (TLS and JSON included)."""
-    total = {"_sum": 0.0, "_count": 0.0}
+def webhook_calls(metrics: str) -> dict[str, float]:
+    """The API server's calls to schemagate so far, from its histogram
+    `apiserver_admission_webhook_admission_duration_seconds` (TLS and JSON included),
+    summed over operations: `sum` (seconds), `count`, and `le=<bound>` per bucket."""
+    total: dict[str, float] = {"sum": 0.0, "count": 0.0}
     for line in metrics.splitlines():
-        for suffix in total:
-            if line.startswith(WEBHOOK_METRIC + suffix + "{") and f'name="{WEBHOOK_NAME}"' in line:
-                total[suffix] += float(line.rsplit(" ", 1)[1])
-    return total["_sum"], total["_count"]
+        if not line.startswith(WEBHOOK_METRIC) or f'name="{WEBHOOK_NAME}"' not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        kind = series[len(WEBHOOK_METRIC) :].split("{", 1)[0]
+        if kind == "_bucket":
+            key = "le=" + series.split('le="', 1)[1].split('"', 1)[0]
+        elif kind in ("_sum", "_count"):
+            key = kind[1:]
+        else:
+            continue
+        total[key] = total.get(key, 0.0) + float(value)
+    return total
 
 
 # --- the step -------------------------------------------------------------------------
@@ -332,7 +341,7 @@ class Sample:
     failures: list[str]
     wall: float
     spent: dict[str, float]  # CPU seconds per process, "cores": busy seconds of all cores
-    calls: tuple[float, float]  # the API server's (seconds, calls) to the webhook
+    calls: dict[str, float]  # the API server's calls to the webhook (webhook_calls)
     injected: int  # Deployments stored with schemagate-migrate
 
 
@@ -346,7 +355,9 @@ def pooled(samples: Sequence[Sample]) -> dict[str, Any]:
     spent = {k: sum(s.spent[k] for s in samples) for k in samples[0].spent}
     ours = sum(v for k, v in spent.items() if k != "cores")
     capacity = wall * len(procs.CPUS)
-    call_s, calls = (sum(s.calls[i] for s in samples) for i in (0, 1))
+    keys = sorted({k for s in samples for k in s.calls})
+    hist = {k: sum(s.calls.get(k, 0.0) for s in samples) for k in keys}
+    calls = hist["count"]
     failures = [f for s in samples for f in s.failures]
     return {
         "label": "with schemagate" if samples[0].webhook else "without",
@@ -372,7 +383,11 @@ def pooled(samples: Sequence[Sample]) -> dict[str, Any]:
             "max": max(ms, default=math.nan),
         },
         "apiserver_webhook_calls": calls,
-        "apiserver_webhook_mean_ms": call_s / calls * 1000 if calls else math.nan,
+        "apiserver_webhook_mean_ms": hist["sum"] / calls * 1000 if calls else math.nan,
+        # The histogram's buckets, as shares of the calls: "le=0.025": 0.9 is 90% <= 25 ms.
+        "apiserver_webhook_buckets": {
+            k: v / calls for k, v in hist.items() if k.startswith("le=") and calls
+        },
         "cpu_ms_per_apply": {k: v / n * 1000 for k, v in spent.items() if k != "cores"},
         "machine_busy_share": spent["cores"] / capacity,
         "foreign_cpu_share": max(0.0, spent["cores"] - ours) / capacity,
@@ -430,7 +445,7 @@ class Step:
             failures=failures,
             wall=result.wall,
             spent={k: cpu_after[k] - cpu_before[k] for k in cpu_before},
-            calls=(calls_after[0] - calls_before[0], calls_after[1] - calls_before[1]),
+            calls={k: v - calls_before.get(k, 0.0) for k, v in calls_after.items()},
             injected=found,
         )
         self.samples.append(sample)
@@ -608,11 +623,16 @@ def markdown(b: dict[str, Any]) -> str:
     ]
     for r in b["rounds"]:
         cpu = r["cpu_ms_per_apply"]
+        buckets = sorted(
+            (float(k.removeprefix("le=")), v) for k, v in r["apiserver_webhook_buckets"].items()
+        )
+        within = ", ".join(f"≤ {le * 1000:g} ms {share:.0%}" for le, share in buckets if le <= 0.5)
         lines.append(
             f"- {r['label']} {r['operation']}: kube-apiserver {cpu['kube-apiserver']:.2f}, "
             f"etcd {cpu['etcd']:.2f}, schemagate {cpu['schemagate']:.2f}, clients "
             f"{cpu['clients']:.2f}; machine busy {r['machine_busy_share']:.0%}, foreign "
             f"{r['foreign_cpu_share']:.0%}; wall {r['wall_s']:.1f} s"
+            + (f"; API server's calls to the webhook {within}" if within and r["webhook"] else "")
         )
     lines += [
         "",
