@@ -30,6 +30,7 @@ import contextlib
 import math
 import os
 import resource
+import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -531,7 +532,11 @@ def run(work: Path, quick: bool) -> dict[str, Any]:
         flush=True,
     )
     started = time.monotonic()
-    binaries = controlplane.ensure_binaries()  # a no-op when cached; else a build (minutes)
+    if shutil.which("kubectl") is None:  # renders manifests/overlays/local (kustomize)
+        raise SystemExit("bench burst: kubectl not found (Debian package kubectl; make deps)")
+    if not controlplane.binaries_cached():
+        print(f"   building the control plane first (4-8 min): {controlplane.BUILD_LOG}")
+    binaries = controlplane.ensure_binaries()  # a no-op when cached
     tls = work / "burst-tls"
     issue_to_dir(tls, ["localhost"], ["127.0.0.1"])
     config = work / "burst-config.yaml"
@@ -565,6 +570,12 @@ def run(work: Path, quick: bool) -> dict[str, Any]:
         "namespaces_per_round": NAMESPACES,
         "method": "server-side apply over HTTP/1.1, one keep-alive connection per client",
         "kubernetes": controlplane.K8S_VERSION,
+        "placement": (
+            f"schemagate on CPU {procs.SERVER_CPU}, the clients on CPU {procs.LOAD_CPU}, "
+            f"etcd and kube-apiserver on CPUs {','.join(map(str, procs.CPUS))}"
+            if procs.PINNED
+            else "one CPU: everything shares it"
+        ),
         "control_plane_start_s": cp.start_seconds,
         "switched_after_s": step.switches,
         "schemagate_peak_rss_mib": peak_rss,
@@ -611,8 +622,8 @@ def markdown(b: dict[str, Any]) -> str:
         f"clients, {b['method']}, through kube-apiserver {b['kubernetes']} + etcd; fresh "
         f"namespaces per round (CREATE), then the same re-applied with a new image (UPDATE); "
         f"{b['repetitions']} repetition(s) of each round, alternating without / with, "
-        "percentiles over all of them. Placement: schemagate on CPU 0, the clients on CPU 1, "
-        "etcd and kube-apiserver on both. Webhook: schemagate's own duration_ms per admission; "
+        f"percentiles over all of them. Placement: {b['placement']}. "
+        "Webhook: schemagate's own duration_ms per admission; "
         "API server→webhook: the API server's mean time per call (TLS, JSON, queueing).",
         "",
         *_table(header, rows),
