@@ -2,6 +2,7 @@
 
     python -m bench            # the full run (about 6 minutes on 2 cores)
     python -m bench --quick    # a short smoke run of every step
+    python -m bench --only burst [--quick]   # one step alone: writes latest-burst.*
 
 Prints Markdown tables and writes bench/results/latest.json, latest.md and a timestamped
 copy of the JSON. See bench/README.md for what is measured and how.
@@ -26,7 +27,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench import load, procs
+from bench import burst, load, procs
 from bench.bodies import DATABASE, NAMESPACE, RECORDED_VERSION, Bodies, Body, write_all
 from bench.procs import Server
 from bench.report import loglog_exponent, markdown, median, percentile, ratio
@@ -403,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, to check the harness")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--only", choices=["burst"], help="run this step alone")
     args = parser.parse_args(argv)
+    if args.only == "burst":
+        return burst_alone(args.quick, args.out)
     settings = Settings.quick() if args.quick else Settings.full()
     load.require_tools()
     procs.pin_self_to_load_cpu()
@@ -435,12 +439,13 @@ def main(argv: list[str] | None = None) -> int:
             }
             results["growth"] = bench.growth(bodies.growth)
             results["soak"] = bench.soak(bodies.typical)
+        results["burst"] = burst.run(work, args.quick)
         info["loadavg_end"] = _loadavg()
         info["schemagate_loop"] = bench.loop
         results["failed"] = bench.failed
-        results["targets"] = targets(results, bench.failed)
+        results["targets"] = targets(results, bench.failed) + burst.targets(results["burst"])
         results["seconds"] = round(time.monotonic() - started)
-    text = markdown(results)
+    text = markdown(results) + "\n" + burst.markdown(results["burst"])
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     data = orjson.dumps(results, option=orjson.OPT_INDENT_2)
@@ -448,7 +453,35 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{date.strftime('%Y%m%dT%H%M%SZ')}.json").write_bytes(data)
     (args.out / "latest.md").write_text(text)
     print(f"wrote {args.out / 'latest.json'} and latest.md ({results['seconds']} s)")
-    return 0 if bench.failed == 0 else 1
+    return 0 if bench.failed == 0 and results["burst"]["failed"] == 0 else 1
+
+
+def burst_alone(quick: bool, out: Path) -> int:
+    """`--only burst`: the burst step alone, written beside a full run's files."""
+    procs.pin_self_to_load_cpu()
+    date = datetime.now(UTC)
+    info = machine()
+    with tempfile.TemporaryDirectory(prefix="schemagate-bench-") as tmp:
+        figures = burst.run(Path(tmp), quick)
+    info["loadavg_end"] = _loadavg()
+    results: dict[str, Any] = {
+        "date": date.isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "machine": info,
+        "burst": figures,
+        "targets": burst.targets(figures),
+    }
+    text = burst.markdown(figures) + "\nTargets:\n\n"
+    for t in results["targets"]:
+        text += f"- [{'x' if t['met'] else ' '}] {t['target']}: {t['value']}\n"
+    print("\n" + text)
+    out.mkdir(parents=True, exist_ok=True)
+    data = orjson.dumps(results, option=orjson.OPT_INDENT_2)
+    (out / "latest-burst.json").write_bytes(data)
+    (out / f"{date.strftime('%Y%m%dT%H%M%SZ')}-burst.json").write_bytes(data)
+    (out / "latest-burst.md").write_text(text)
+    print(f"wrote {out / 'latest-burst.json'} and latest-burst.md")
+    return 0 if figures["failed"] == 0 else 1
 
 
 if __name__ == "__main__":
