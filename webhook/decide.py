@@ -1,8 +1,8 @@
 """The admission decision over data: route a request and answer everything but I/O. Pure.
 
 `admit` answers inject mode, cleanups and every refusal directly, and returns a
-`GateCheck` when the answer depends on what a database records; the HTTP layer then
-fetches that and calls `finish_gate`.
+`PendingGate` when the answer depends on what a database records; the lookups
+(`webhook.lookup.Lookups.answer`) then read it and call `finish_gate`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `evaluate` is the one seam between the `check` and `status` commands and the pure core.
 It builds the AdmissionRequest the API server sends for a CREATE of the object and runs
-it through `decide.mode` and `decide.admit`, as webhook.app does for a review; which
+it through `decide.mode` and `decide.admit`, as `webhook.admission` does for a review; which
 kinds the webhook acts on is the core's business, so apiVersion and kind pass through.
 A `PendingGate` result is then answered by `Lookups.answer`, the webhook's own lookup
 path.

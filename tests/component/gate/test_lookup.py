@@ -75,7 +75,7 @@ async def test_answers_are_cached_for_the_age_the_caller_accepts(tmp_path: Path)
     clock.now += 3
     cached = await lookups.get("orders", 5)
     assert (cached.found, cached.age) == (first.found, 3.0)
-    fresh = await lookups.get("orders", 1)  # the handler's re-check of a denial
+    fresh = await lookups.get("orders", 1)  # Lookups.answer's re-check of a denial
     assert isinstance(fresh.found, Recorded)
     assert (fresh.found.latest, fresh.age) == ("42", 0.0)
     lookups.close()
