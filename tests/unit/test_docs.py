@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fnmatch
 import inspect
 import logging
 import re
@@ -405,6 +406,8 @@ def test_the_webhook_timeout_shown_is_the_manifest() -> None:
     blocked = _section("docs/operations.md", "## The API server is blocked: how to get out")
     assert f'failed calling webhook "{webhook["name"]}"' in blocked
     assert f"kubectl delete mutatingwebhookconfiguration {hook['metadata']['name']}" in blocked
+    (expression,) = webhook["objectSelector"]["matchExpressions"]
+    assert rows["`objectSelector`"] == f"`{expression['key']}` `{expression['operator']}`"
     defaults = parse_config({})
     assert f"{defaults.lookup_timeout:g} s by default" in meaning["`timeoutSeconds`"]
 
@@ -656,3 +659,35 @@ def test_make_cluster_prints_what_the_docs_show() -> None:
     for line in block.splitlines():
         head = line.split("…", 1)[0].split("=", 1)[0]
         assert any(p.startswith(head) for p in printed), line
+
+
+def test_the_failure_policy_patch_shown_applies_to_the_registration() -> None:
+    blocked = _section("docs/operations.md", "## The API server is blocked: how to get out")
+    (command,) = [b for b in re.findall(r"```sh\n(.*?)```", blocked, re.S) if "patch" in b]
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[:4] == ["kubectl", "patch", "mutatingwebhookconfiguration", "schemagate"]
+    assert argv[argv.index("--type=json") + 1] == "-p"
+    ops = yaml.safe_load(argv[argv.index("-p") + 1])
+    hook = yaml.safe_load(_text("manifests/base/webhook/mutatingwebhookconfiguration.yaml"))
+    patched = jsonpatch.apply_patch(hook, ops)
+    assert [w["failurePolicy"] for w in patched["webhooks"]] == ["Ignore"]
+
+
+def test_what_gets_installed_is_what_the_base_renders() -> None:
+    table = _rows(_section("docs/install.md", "## Install with kubectl"))
+    rows = []
+    for first, _notes in table:
+        kinds = set(re.findall(r"[A-Z]\w+", re.sub(r"`[^`]*`", "", first)))
+        names = {n.replace("<hash>", "*") for n in re.findall(r"`([^`]+)`", first)}
+        rows.append((kinds, names))
+    rendered = _kustomize("", resources="../manifests/base")
+    for obj in rendered:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        assert any(
+            kind in kinds and (not names or any(fnmatch.fnmatch(name, n) for n in names))
+            for kinds, names in rows
+        ), (kind, name)
+    every_name = {o["metadata"]["name"] for o in rendered}
+    for _, names in rows:
+        for pattern in names:
+            assert fnmatch.filter(every_name, pattern), pattern
