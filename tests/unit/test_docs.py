@@ -691,3 +691,16 @@ def test_what_gets_installed_is_what_the_base_renders() -> None:
     for _, names in rows:
         for pattern in names:
             assert fnmatch.filter(every_name, pattern), pattern
+
+
+def test_the_wait_image_denial_shown_is_the_codes() -> None:
+    rows = _rows(_section("docs/configuration.md", "## `schemagate serve` flags"))
+    (default,) = [d for flags, _, d in rows if "--wait-image" in flags]
+    shown = re.search(r"denied with `([^`]+)`", default)
+    assert shown is not None
+    obj = _workload("shop", "inject", {"schemagate.dev/tool": "flyway", contract.RUN: "once"})
+    answer = evaluate(
+        obj, namespace="shop", config=parse_config({}), excluded=decide.DEFAULT_EXCLUDED
+    ).result
+    assert isinstance(answer, review.AdmissionResponse) and answer.message is not None
+    assert answer.message == f"shop/api: {shown[1]}"
