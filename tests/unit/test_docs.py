@@ -704,3 +704,14 @@ def test_the_wait_image_denial_shown_is_the_codes() -> None:
     ).result
     assert isinstance(answer, review.AdmissionResponse) and answer.message is not None
     assert answer.message == f"shop/api: {shown[1]}"
+
+
+def test_every_repository_path_a_command_shown_applies_exists() -> None:
+    shown = set()
+    for path in DOCS:
+        for target in re.findall(
+            r"(?:-k|-f) ((?:manifests|tests|dev)/[\w./-]+)", _text(str(path.relative_to(ROOT)))
+        ):
+            shown.add(target.rstrip("."))
+    assert "manifests/status" in shown and "manifests/base" in shown
+    assert all((ROOT / target).exists() for target in shown), sorted(shown)
