@@ -23,7 +23,8 @@ KIND = "AdmissionReview"
 # UPDATE's review carries two (the object and the old object), plus a small envelope (uid,
 # kind, userInfo, options).
 API_SERVER_BODY_BYTES = 3 * 1024 * 1024
-MAX_BODY_BYTES = 2 * API_SERVER_BODY_BYTES + 64 * 1024
+ENVELOPE_BYTES = 64 * 1024
+MAX_BODY_BYTES = 2 * API_SERVER_BODY_BYTES + ENVELOPE_BYTES
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 _OPERATIONS: frozenset[str] = frozenset(("CREATE", "UPDATE", "DELETE", "CONNECT"))

@@ -1,5 +1,5 @@
 """`--client-ca` with a real kube-apiserver that presents a client certificate to the
-webhook, set up exactly as the README shows (its openssl commands and its two admission
+webhook, set up exactly as docs/security.md shows (its openssl commands and its two admission
 files), and the webhook registered for `make run` by `make local-webhook`.
 
 A second control plane of its own: the admission configuration is a start-up flag of
@@ -30,12 +30,12 @@ from tests.factories import deployment, review
 pytestmark = pytest.mark.e2e
 
 APPS = "client-ca-apps"
-README = (REPO / "README.md").read_text(encoding="utf-8")
+SECURITY = (REPO / "docs" / "security.md").read_text(encoding="utf-8")
 
 
 def readme_block(first_line: str) -> str:
-    """The README's fenced block whose first line is `first_line`."""
-    blocks = re.findall(r"^```\w*\n(.*?)^```", README, re.M | re.S)
+    """The fenced block of docs/security.md whose first line is `first_line`."""
+    blocks = re.findall(r"^```\w*\n(.*?)^```", SECURITY, re.M | re.S)
     (found,) = [b for b in blocks if b.splitlines()[0] == first_line]
     return str(found)
 
@@ -51,7 +51,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     work = tmp_path_factory.mktemp("client-ca")
-    # The README's commands for the client CA and certificate, as written, but for the
+    # The docs' commands for the client CA and certificate, as written, but for the
     # ConfigMap (the webhook runs on this host, not in a pod).
     commands = readme_block(
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1825 \\"
@@ -60,7 +60,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         line for line in commands.replace("\\\n", " ").splitlines() if "kubectl" not in line
     )
     subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, check=True, timeout=60)
-    # The README's two files, with this machine's paths and the webhook's address (a
+    # The docs' two files, with this machine's paths and the webhook's address (a
     # webhook reached by URL is named host:port in the kubeconfig).
     port = server.free_port()
     admission = yaml.safe_load(readme_block("# --admission-control-config-file"))
@@ -121,7 +121,7 @@ def test_the_api_server_is_served_and_everyone_else_refused(rig: Rig) -> None:
         extra=("--client-ca", str(rig.work / "client-ca.crt")),
     )
     try:
-        # The API server presents the README's client certificate: admitted and mutated.
+        # The API server presents the docs' client certificate: admitted and mutated.
         wait_until_mutating(rig.kubectl, APPS)
         created = rig.kubectl.json(
             "create", "-f", "-", stdin=json.dumps(labelled_deployment("api", APPS))

@@ -99,7 +99,7 @@ def test_labelled_corpus_as_json_matches_the_text() -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_example_rendered_by_kustomize(example: str) -> None:
-    """`kubectl kustomize DIR | schemagate check -`, as the README's CI step runs it."""
+    """`kubectl kustomize DIR | schemagate check -`, as the CI step of docs/cli.md runs it."""
     rendered = kustomize(f"manifests/examples/{example}")
     done = check("-", stdin=rendered)
     gated = "schemagate.dev/migrate: gate" in rendered
@@ -229,11 +229,11 @@ def test_bad_flag_is_a_usage_error() -> None:
     assert "argument -o/--output: invalid choice: 'xml'" in done.stderr
 
 
-# --- the README and the seam -----------------------------------------------------------
+# --- the docs and the seam -------------------------------------------------------------
 
 
 def test_readme_example_is_what_check_prints() -> None:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "cli.md").read_text()
     (match,) = re.finditer(
         r"```console\n\$ kubectl kustomize (\S+) \| schemagate check -\n(.*?)```", text, re.S
     )

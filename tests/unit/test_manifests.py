@@ -940,7 +940,7 @@ def test_pods_drain_before_they_stop_listening() -> None:
 
 
 def test_readme_overlay_example_renders_from_a_folder_at_the_repository_root() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
     (block,) = re.findall(r"```yaml\n(# my-overlay/kustomization.yaml\n.*?)```", readme, re.S)
     folder = Path(tempfile.mkdtemp(prefix="my-overlay-", dir=ROOT))
     try:

@@ -1,4 +1,4 @@
-"""The registry of tools: every tool complete, the README's table in step with it, and
+"""The registry of tools: every tool complete, the docs' tables in step with it, and
 the operator's `custom` query validated at load."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from webhook.tools.custom import custom_history
 
 
 def _readme_rows(heading: str) -> dict[str, list[str]]:
-    """The table under `heading` in the README, keyed by its first cell (backticks off)."""
-    text = (ROOT / "README.md").read_text()
+    """The table under `heading` in docs/contract.md, keyed by its first cell (backticks off)."""
+    text = (ROOT / "docs" / "contract.md").read_text()
     section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
     rows: dict[str, list[str]] = {}
     for line in section.splitlines():
@@ -47,9 +47,10 @@ def test_readme_table_of_presets_is_the_registry() -> None:
 
 
 def test_readme_lists_every_tool_where_a_tool_is_named() -> None:
-    text = (ROOT / "README.md").read_text()
-    assert f"schemagate.dev/tool: flyway             # {' | '.join(INJECT_TOOLS)}" in text
-    assert f"tool: flyway                   # {' | '.join(GATE_TOOLS)}" in text
+    readme = (ROOT / "README.md").read_text()
+    configuration = (ROOT / "docs" / "configuration.md").read_text()
+    assert f"schemagate.dev/tool: flyway             # {' | '.join(INJECT_TOOLS)}" in readme
+    assert f"tool: flyway                   # {' | '.join(GATE_TOOLS)}" in configuration
 
 
 @pytest.mark.parametrize("name", GATE_TOOLS)
@@ -145,13 +146,13 @@ def test_the_registry_names_exactly_these_tools() -> None:
 
 def test_readme_names_the_tools_that_take_no_lock() -> None:
     names = [name for name, tool in TOOLS.items() if not tool.locks]
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join((ROOT / "docs" / "contract.md").read_text().split())
     assert f"Some tools take no lock ({', '.join(names[:-1])} and {names[-1]})" in text
 
 
 def test_readme_configuration_example_loads() -> None:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Configuration\n", 1)[1]
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    section = text.split("\n## The configuration file\n", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     config = parse_config(yaml.safe_load(example))
     assert config.databases["orders"].tool == "flyway"

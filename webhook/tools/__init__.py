@@ -1,7 +1,8 @@
 """The registry of migration tools: one module each, listed here.
 
-Adding a tool means one module with its `TOOL`, its tests, and one row in the README's
-table of tools (a test compares that table with this registry).
+Adding a tool means one module with its `TOOL`, its tests, and its rows in the tables of
+docs/contract.md (a test compares those tables with this registry); docs/architecture.md
+walks through it.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class Location:
 
 @dataclass(frozen=True, kw_only=True)
 class Docs:
-    """The tool's row in the README's table of tools (tested against it)."""
+    """The tool's row in the table of gate mode in docs/contract.md (tested against it)."""
 
     table: str
     recorded: str
