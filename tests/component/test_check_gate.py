@@ -15,11 +15,12 @@ import orjson
 import pytest
 import yaml
 
-from tests.component.gate import ddl
-from tests.component.gate.servers import PostgresServer
 from tests.e2e.flyway import FlywayHistory
 from tests.golden import compare
-from tests.unit.test_check import ROOT, kustomize
+from tests.server import ROOT
+from tests.support import ddl
+from tests.support.manifests import kustomize
+from tests.support.servers import PostgresServer
 
 pytestmark = pytest.mark.component
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.factories import deployment, review
-from tests.server import free_port
+from tests.support.net import free_port
 from webhook import decide
 from webhook.app import State, make_app
 from webhook.config import Config

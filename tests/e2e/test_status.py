@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.component.gate.servers import PostgresServer
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.flyway import FlywayHistory
 from tests.e2e.harness import (
@@ -32,6 +31,7 @@ from tests.e2e.harness import (
     unreachable_kubeconfig,
     wait_for,
 )
+from tests.support.servers import PostgresServer
 
 pytestmark = pytest.mark.e2e
 

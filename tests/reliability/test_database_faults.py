@@ -12,12 +12,14 @@ import time
 
 import pytest
 
-from tests.reliability.conftest import Database, Launch, gate_config
 from tests.reliability.harness import (
     TRANSCRIPT,
+    Database,
+    Launch,
     Load,
     Outcome,
     describe,
+    gate_config,
     report,
     well_formed,
 )

@@ -22,11 +22,12 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certs.issue import KeyPair, issue_ca
-from tests.component.gate.servers import PASSWORD, free_port
 from tests.factories import deployment, labelled, review
-from tests.reliability.conftest import Database, Launch, gate_config
-from tests.reliability.harness import TRANSCRIPT, issue_client, report
+from tests.reliability.harness import TRANSCRIPT, Database, Launch, gate_config, report
 from tests.server import SCHEMAGATE, Served
+from tests.support.net import free_port
+from tests.support.pki import issue_client
+from tests.support.servers import PASSWORD
 
 pytestmark = pytest.mark.faults
 

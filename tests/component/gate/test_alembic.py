@@ -16,9 +16,9 @@ import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-from tests.component.gate.conftest import Scratch
-from tests.component.gate.servers import PASSWORD
-from tests.component.gate.test_sources import read, verdict
+from tests.support.gate import read, verdict
+from tests.support.scratch import Scratch
+from tests.support.servers import PASSWORD
 
 pytestmark = pytest.mark.component
 

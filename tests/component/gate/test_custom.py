@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.component.gate.conftest import Scratch, lookups_for
-from tests.component.gate.test_sources import read, verdict
+from tests.support.gate import lookups_for, read, verdict
+from tests.support.scratch import Scratch
 from webhook.gate import Unreachable
 
 pytestmark = pytest.mark.component

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.component.gate import ddl
-from tests.component.gate.conftest import Scratch, lookups_for
-from tests.component.gate.servers import PASSWORD, MariaDBServer, PostgresServer
+from tests.support import ddl
+from tests.support.gate import lookups_for
+from tests.support.scratch import Scratch
+from tests.support.servers import PASSWORD, MariaDBServer, PostgresServer
 from webhook.config import parse_config
 from webhook.gate import GateCheck, Unreachable, decide_gate
 from webhook.lookup import FAILURE_TTL

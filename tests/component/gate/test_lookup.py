@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from tests.component.gate import ddl
+from tests.support import ddl
 from webhook.config import ConfigError, parse_config
 from webhook.gate import Unreachable
 from webhook.lookup import FAILURE_TTL, Lookups

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.component.gate import ddl
-from tests.component.gate.conftest import Scratch, lookups_for
-from webhook.config import parse_config
-from webhook.contract import Match
-from webhook.gate import GateCheck, Unreachable, decide_gate
+from tests.support import ddl
+from tests.support.gate import lookups_for, read, verdict
+from tests.support.scratch import Scratch
+from webhook.gate import Unreachable
 from webhook.tools import GATE_TOOLS
 from webhook.versions import Recorded
 
@@ -30,28 +29,6 @@ FLYWAY_AT = {
 # Liquibase's DATEEXECUTED and LOCKGRANTED have no zone on any engine (the JVM's time).
 LIQUIBASE_AT = "2026-11-20T10:00:00, time zone not recorded"
 ON = "2026-11-20 10:00:00"
-
-
-async def read(url: str, tool: str, **extra: Any) -> Recorded:
-    lookups = lookups_for(url, tool, **extra)
-    try:
-        fetched = await lookups.get("orders", 0)
-    finally:
-        lookups.close()
-    assert isinstance(fetched.found, Recorded), fetched.found
-    return fetched.found
-
-
-def verdict(
-    tool: str, required: str, found: Recorded, match: Match = "at-least", **extra: Any
-) -> tuple[bool, str]:
-    """(allowed, status message) of the gate for shop/api on database orders."""
-    entry = {"url": "sqlite:///x", "tool": tool, "namespaces": ["shop"], **extra}
-    config = parse_config({"databases": {"orders": entry}})
-    answer = decide_gate(
-        GateCheck("shop/api", config.databases["orders"], required, match), found, config
-    )
-    return answer.allowed, answer.message or ""
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -28,8 +28,8 @@ import uuid
 
 import pytest
 
-from tests.component.gate.conftest import Scratch
-from tests.component.gate.test_sources import read, verdict
+from tests.support.gate import read, verdict
+from tests.support.scratch import Scratch
 
 pytestmark = pytest.mark.component
 

@@ -18,9 +18,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.component.gate.conftest import Scratch
-from tests.component.gate.test_sources import read, verdict
 from tests.component.tools import install
+from tests.support.gate import read, verdict
+from tests.support.scratch import Scratch
 from webhook.versions import Recorded
 
 pytestmark = pytest.mark.component
