@@ -18,7 +18,7 @@ import yaml
 from tests.e2e.flyway import FlywayHistory
 from tests.golden import compare
 from tests.server import ROOT
-from tests.support import ddl
+from tests.support import ddl, wording
 from tests.support.manifests import kustomize
 from tests.support.servers import PostgresServer
 
@@ -121,7 +121,7 @@ def test_missing_url_variable_is_the_reason(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout.splitlines()[0] == (
         "-: document 1: Deployment shop-presync/orders (gate): denied (503): "
-        "shop-presync/orders needs schema orders >= 42 (flyway), but orders could not be "
-        "read: misconfigured (details in the webhook log). The gate fails closed "
-        "(on_unreachable: closed); retry when the database is reachable."
+        + wording.unreachable_closed(
+            "shop-presync/orders", "schema orders >= 42 (flyway)", "orders", "misconfigured"
+        )
     )

@@ -16,6 +16,7 @@ import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
+from tests.support import wording
 from tests.support.gate import read, verdict
 from tests.support.scratch import Scratch
 from tests.support.servers import PASSWORD
@@ -86,8 +87,7 @@ async def test_single_head_matches_exactly(scratch: Scratch, tmp_path: Path) -> 
     assert verdict("alembic", LEFT, found, "exact") == (True, "")
     assert verdict("alembic", BASE, found, "exact") == (
         False,
-        f"shop/api needs schema orders == {BASE} (alembic); orders records head {LEFT}. "
-        "Run the migrations first, then re-apply.",
+        wording.behind("shop/api", f"schema orders == {BASE} (alembic)", "orders", f"head {LEFT}"),
     )
     command.downgrade(config, "base")
     found = await read(scratch.url, "alembic")
@@ -115,7 +115,8 @@ async def test_branch_heads_are_the_heads_alembic_current_lists(
     allowed, message = verdict("alembic", BASE, found, "exact")
     assert (allowed, message) == (
         False,
-        f"shop/api needs schema orders == {BASE} (alembic); orders records heads {LEFT}, "
-        f"{RIGHT}. Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api", f"schema orders == {BASE} (alembic)", "orders", f"heads {LEFT}, {RIGHT}"
+        ),
     )
     assert quote(PASSWORD, safe="") not in message
