@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.component.gate import ddl
-from tests.component.gate.servers import PostgresServer, free_port
+from tests.support import ddl
+from tests.support.net import free_port
+from tests.support.servers import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAGATE = Path(sys.executable).parent / "schemagate"

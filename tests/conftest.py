@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from certs.files import issue_to_dir
-from tests.component.gate.servers import MariaDBServer, PostgresServer
 from tests.support import summary
+from tests.support.servers import MariaDBServer, PostgresServer
 
 # Seconds spent per tier (tests/<tier>/...): setup, call and teardown, session fixtures
 # included (they are charged to the test that first or last uses them).

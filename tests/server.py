@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -16,15 +15,10 @@ from typing import Any
 
 import orjson
 
+from tests.support.net import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAGATE = Path(sys.executable).parent / "schemagate"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def client_context(ca: Path) -> ssl.SSLContext:

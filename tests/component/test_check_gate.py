@@ -15,11 +15,12 @@ import orjson
 import pytest
 import yaml
 
-from tests.component.gate import ddl
-from tests.component.gate.servers import PostgresServer
 from tests.e2e.flyway import FlywayHistory
 from tests.golden import compare
-from tests.unit.test_check import ROOT, kustomize
+from tests.server import ROOT
+from tests.support import ddl, wording
+from tests.support.manifests import kustomize
+from tests.support.servers import PostgresServer
 
 pytestmark = pytest.mark.component
 
@@ -120,7 +121,7 @@ def test_missing_url_variable_is_the_reason(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout.splitlines()[0] == (
         "-: document 1: Deployment shop-presync/orders (gate): denied (503): "
-        "shop-presync/orders needs schema orders >= 42 (flyway), but orders could not be "
-        "read: misconfigured (details in the webhook log). The gate fails closed "
-        "(on_unreachable: closed); retry when the database is reachable."
+        + wording.unreachable_closed(
+            "shop-presync/orders", "schema orders >= 42 (flyway)", "orders", "misconfigured"
+        )
     )

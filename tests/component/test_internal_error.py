@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 
 from tests.factories import deployment, review
-from tests.server import free_port
+from tests.support import wording
+from tests.support.net import free_port
 from webhook import decide
 from webhook.app import State, make_app
 from webhook.config import Config
@@ -54,7 +55,7 @@ async def test_internal_error_is_a_500_review_and_a_logged_traceback(
             "allowed": False,
             "status": {
                 "code": 500,
-                "message": "schemagate internal error (uid boom-1); see the webhook log",
+                "message": wording.internal_error("boom-1"),
             },
         },
     }

@@ -19,7 +19,8 @@ import pytest
 from certs.files import issue_to_dir, write_files
 from certs.issue import issue_ca, issue_serving
 from tests.factories import deployment, labelled, review
-from tests.server import ROOT, SCHEMAGATE, Served, client_context, free_port, start
+from tests.server import ROOT, SCHEMAGATE, Served, client_context, start
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.component
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from certs.files import issue_to_dir
-from tests.server import SCHEMAGATE, Served, free_port
+from tests.server import SCHEMAGATE, Served
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.component
 

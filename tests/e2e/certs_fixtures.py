@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import socket
-import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -18,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from kubernetes_asyncio import client
 
 from certs.bootstrap import BootstrapResult, bootstrap, load_kube_client
 from certs.files import write_files
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.harness import INJECTED, Kubectl, injected, wait_for
+from tests.support.pki import served_pem
 
 SERVICE = "schemagate"
 SECRET = "schemagate-tls"
@@ -69,25 +66,11 @@ def ca_bundles(kubectl: Kubectl, configuration: str) -> list[bytes]:
     return [base64.b64decode(w["clientConfig"].get("caBundle", "")) for w in config["webhooks"]]
 
 
-def served_certificate(port: int) -> bytes:
-    """The certificate a TLS handshake with 127.0.0.1:port presents, as PEM."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # we want to see what is served, trusted or not
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
-        context.wrap_socket(sock) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
-
-
 def wait_until_served(port: int, cert_pem: bytes, timeout: float = 10) -> float:
     """Seconds until the server presents `cert_pem` (it polls its files every second)."""
     return wait_for(
         "the webhook to serve the new certificate",
-        lambda: served_certificate(port) == cert_pem,
+        lambda: served_pem(port) == cert_pem,
         timeout=timeout,
         interval=0.1,
     )

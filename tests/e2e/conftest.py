@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.component.gate.servers import PostgresServer
 from tests.e2e import controlplane
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.flyway import FlywayHistory
@@ -33,6 +32,7 @@ from tests.e2e.harness import (
     wait_for,
 )
 from tests.support import summary
+from tests.support.servers import PostgresServer
 
 HERE = Path(__file__).parent
 # A cold build (download + compile of kube-apiserver and kube-controller-manager) takes

@@ -14,12 +14,9 @@ prints the kubeconfig path and stops (cleaning up) on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import ctypes
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -34,10 +31,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from tests.support.net import free_port
+from tests.support.pki import CertificateAuthority, key_pem, new_key, public_pem
 
 K8S_VERSION = "v1.20.2"
 CACHE = Path(os.environ.get("SCHEMAGATE_CP_CACHE", Path.home() / ".cache/schemagate/control-plane"))
@@ -130,107 +127,6 @@ def ensure_binaries() -> Binaries:
         found["kubelet"],
         time.monotonic() - started,
     )
-
-
-# --- PKI (ECDSA P-256: fast to generate, accepted by every component) -------------------
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _name(common_name: str, organizations: Sequence[str] = ()) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    return x509.Name(attrs)
-
-
-@dataclass(frozen=True)
-class CertificateAuthority:
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-
-    @classmethod
-    def create(cls, common_name: str) -> CertificateAuthority:
-        key = _key()
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(_name(common_name))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(key, hashes.SHA256())
-        )
-        return cls(key, cert)
-
-    def issue(
-        self,
-        common_name: str,
-        *,
-        organizations: Sequence[str] = (),
-        server: bool = False,
-        dns_names: Sequence[str] = (),
-        ips: Sequence[str] = (),
-    ) -> tuple[bytes, bytes]:
-        """A leaf certificate (client, or server with SANs): (cert PEM, key PEM)."""
-        key = _key()
-        now = datetime.datetime.now(datetime.UTC)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name, organizations))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-        sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
-
-    @property
-    def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (the usual bind-to-0 race is accepted for tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- processes -------------------------------------------------------------------------
@@ -405,10 +301,10 @@ class ControlPlane:
         ["system:serviceaccounts", "system:serviceaccounts:NS"])`.
         """
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in user)
-        cert, key = self.ca.issue(user, organizations=groups)
+        pair = self.ca.issue(user, organizations=groups)
         cert_path, key_path = self.pki / f"user-{safe}.crt", self.pki / f"user-{safe}.key"
-        cert_path.write_bytes(cert)
-        key_path.write_bytes(key)
+        cert_path.write_bytes(pair.cert_pem)
+        key_path.write_bytes(pair.key_pem)
         key_path.chmod(0o600)
         path = self.dir / f"kubeconfig-{safe}"
         self._write_kubeconfig(path, cert_path, key_path)
@@ -425,7 +321,7 @@ class ControlPlane:
         files = {
             "apiserver": self.ca.issue(
                 "kube-apiserver",
-                server=True,
+                usage=ExtendedKeyUsageOID.SERVER_AUTH,
                 dns_names=(
                     "localhost",
                     "kubernetes",
@@ -441,16 +337,12 @@ class ControlPlane:
                 "kube-apiserver-kubelet-client", organizations=("system:masters",)
             ),
         }
-        for name, (cert, key) in files.items():
-            (self.pki / f"{name}.crt").write_bytes(cert)
-            (self.pki / f"{name}.key").write_bytes(key)
-        sa = _key()
-        (self.pki / "sa.key").write_bytes(_pem_key(sa))
-        (self.pki / "sa.pub").write_bytes(
-            sa.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
+        for name, pair in files.items():
+            (self.pki / f"{name}.crt").write_bytes(pair.cert_pem)
+            (self.pki / f"{name}.key").write_bytes(pair.key_pem)
+        sa = new_key()
+        (self.pki / "sa.key").write_bytes(key_pem(sa))
+        (self.pki / "sa.pub").write_bytes(public_pem(sa))
         for key_file in self.pki.glob("*.key"):
             key_file.chmod(0o600)
 

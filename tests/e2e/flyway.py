@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from tests.component.gate import ddl
+from tests.support import ddl
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class FlywayHistory:
     dsn: str
 
     def create(self) -> None:
-        """Flyway's own DDL for PostgreSQL (tests/component/gate/ddl.py cites the source)."""
+        """Flyway's own DDL for PostgreSQL (tests/support/ddl.py cites the source)."""
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             for statement in ddl.flyway("postgresql"):
                 conn.execute(statement.encode())  # bytes: trusted DDL, not a LiteralString

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from tests import server
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_OVERLAY = REPO / "manifests" / "overlays" / "local"
@@ -140,7 +141,7 @@ class WebhookServer:
         self.tls_dir = tls_dir
         self.ca = tls_dir / "ca.crt"
         self.log = log
-        self.port = port or server.free_port()
+        self.port = port or free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.env = dict(env or {})
         self._served: server.Served | None = None
@@ -281,7 +282,7 @@ def warnings(stderr: str) -> list[str]:
 
 def unreachable_kubeconfig(path: Path) -> int:
     """Write a kubeconfig pointing at a loopback port nothing listens on; return the port."""
-    port = server.free_port()
+    port = free_port()
     path.write_text(
         json.dumps(
             {

@@ -36,7 +36,6 @@ from tests.e2e.certs_fixtures import (
     replace_secret_data,
     restored,
     secret_data,
-    served_certificate,
     token_kubeconfig,
     wait_until_mutating,
     wait_until_served,
@@ -53,6 +52,8 @@ from tests.e2e.harness import (
     render_local_overlay,
     unreachable_kubeconfig,
 )
+from tests.support.net import free_port
+from tests.support.pki import served_pem
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +90,7 @@ async def rig(
     for namespace in (NAMESPACE, APPS):
         kubectl.ensure_namespace(namespace)
     work = tmp_path_factory.mktemp("certs-e2e")
-    port = server.free_port()
+    port = free_port()
     rendered = render_local_overlay(kubectl, port, b"")
     kubectl.apply_objects([webhook_configuration(rendered, CONFIGURATION)])
     replica = Replica(cluster.kubeconfig, NAMESPACE, CONFIGURATION, work / "tls")
@@ -233,7 +234,7 @@ async def test_renewal_and_ca_rotation_under_load(rig: Rig, kubectl: Kubectl) ->
     (new_ca,) = split_pem(rotation[-1].ca_bundle)
     assert new_ca != old_ca
     assert ca_bundles(kubectl, CONFIGURATION) == [new_ca]
-    verify_chain(served_certificate(port), new_ca, "127.0.0.1", datetime.now(UTC))
+    verify_chain(served_pem(port), new_ca, "127.0.0.1", datetime.now(UTC))
     print(f"admissions per stage: {dict(load.attempts)}; rotation rounds: {len(rotation)}")
 
 

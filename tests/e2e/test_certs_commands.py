@@ -17,6 +17,7 @@ from tests import server
 from tests.e2e.certs_fixtures import secret_data, webhook_configuration
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.harness import Kubectl, render_local_overlay, unreachable_kubeconfig
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ def configuration(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[
     name = f"schemagate-{request.node.name.replace('_', '-')[:40]}"
     kubectl.ensure_namespace(NAMESPACE)
     kubectl("delete", "secret", SECRET, "-n", NAMESPACE, "--ignore-not-found")
-    rendered = render_local_overlay(kubectl, server.free_port(), b"")
+    rendered = render_local_overlay(kubectl, free_port(), b"")
     kubectl.apply_objects([webhook_configuration(rendered, name)])
     yield name
     kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found")
@@ -100,7 +101,7 @@ def test_serve_bootstraps_its_certificate_before_listening(
     config = tmp_path / "config.yaml"
     config.write_text("{}\n")
     tls = tmp_path / "tls"  # an emptyDir in the pod: nothing there yet
-    port = server.free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     proc = subprocess.Popen(
         [

@@ -26,6 +26,7 @@ from tests.e2e.certs_fixtures import ca_bundles, labelled_deployment, wait_until
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.harness import REPO, WEBHOOK_CONFIGURATION, Kubectl, injected, namespace_object
 from tests.factories import deployment, review
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +63,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, check=True, timeout=60)
     # The docs' two files, with this machine's paths and the webhook's address (a
     # webhook reached by URL is named host:port in the kubeconfig).
-    port = server.free_port()
+    port = free_port()
     admission = yaml.safe_load(readme_block("# --admission-control-config-file"))
     kubeconfig = yaml.safe_load(
         readme_block(

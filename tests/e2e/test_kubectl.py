@@ -31,6 +31,7 @@ from tests.e2e.harness import (
     warnings,
 )
 from tests.factories import deployment
+from tests.support import wording
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhook")]
 
@@ -294,19 +295,18 @@ def test_gate_denies_until_migrated_and_never_blocks_scaling(
         },
     )
     path = write(tmp_path, doc)
-    message = (
-        f"{ns}/api needs schema orders >= 42 (flyway); orders records 41 "
+    message = wording.behind(
+        f"{ns}/api",
+        "schema orders >= 42 (flyway)",
+        "orders",
         # Flyway's PostgreSQL installed_on is a zone-less timestamp: no zone is claimed.
-        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, "
-        "then re-apply."
+        "41 (applied 2026-11-20T10:00:00, time zone not recorded)",
     )
 
     denied = kubectl("apply", "-f", path)
 
     assert denied.returncode != 0
-    assert f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}\n' in (
-        denied.stderr
-    ), denied.stderr
+    assert f"{wording.api_server_denied(WEBHOOK_NAME, message)}\n" in denied.stderr, denied.stderr
     assert kubectl.get("deployment", "api", ns) is None
 
     orders_db.record("42", datetime.datetime(2026, 11, 26, 8, 30, 0))
@@ -360,15 +360,14 @@ def test_a_label_flip_from_inject_to_gate_is_gated(
 
     flipped = kubectl("label", "deploy", "sw", "-n", ns, f"{LABEL}=gate", "--overwrite")
 
-    message = (
-        f"{ns}/sw needs schema orders >= 99 (flyway); orders records 41 "
-        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, "
-        "then re-apply."
+    message = wording.behind(
+        f"{ns}/sw",
+        "schema orders >= 99 (flyway)",
+        "orders",
+        "41 (applied 2026-11-20T10:00:00, time zone not recorded)",
     )
     assert flipped.returncode != 0
-    assert f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}' in (
-        flipped.stderr
-    ), flipped.stderr
+    assert wording.api_server_denied(WEBHOOK_NAME, message) in flipped.stderr, flipped.stderr
     after = stored(kubectl, "sw", ns)
     assert after["metadata"]["labels"][LABEL] == "inject"
     assert pod_spec(after) == pod_spec(before)

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.component.gate.servers import PostgresServer
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.flyway import FlywayHistory
 from tests.e2e.harness import (
@@ -32,6 +31,8 @@ from tests.e2e.harness import (
     unreachable_kubeconfig,
     wait_for,
 )
+from tests.support import wording
+from tests.support.servers import PostgresServer
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +42,7 @@ LABEL = "schemagate.dev/migrate"
 RECORDED_41 = datetime.datetime(2026, 11, 20, 10, 0)
 # Nothing listens on port 1: the database `ledger` cannot be read, and says so exactly.
 # Tenants and status see the kind of failure; the driver's detail is in the log only.
-UNREACHABLE = "connection refused (details in the webhook log)"
+UNREACHABLE = "connection refused"  # the kind of failure the webhook names
 
 
 def pod_template(name: str) -> dict[str, Any]:
@@ -289,9 +290,12 @@ def test_rows_as_json(scene: Mapping[str, Any]) -> None:
         "needed": ">= 42",
         "recorded": "41",
         "satisfied": "no",
-        "message": f"{behind}/pending needs schema billing >= 42 (flyway); billing records 41 "
-        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, "
-        "then re-apply.",
+        "message": wording.behind(
+            f"{behind}/pending",
+            "schema billing >= 42 (flyway)",
+            "billing",
+            "41 (applied 2026-11-20T10:00:00, time zone not recorded)",
+        ),
     }
     assert rows[(behind, "offline")] == {
         "namespace": behind,
@@ -304,9 +308,9 @@ def test_rows_as_json(scene: Mapping[str, Any]) -> None:
         "needed": ">= 7",
         "recorded": "unreachable",
         "satisfied": "unknown",
-        "message": f"{behind}/offline needs schema ledger >= 7 (flyway), but ledger could not "
-        f"be read: {UNREACHABLE}. The gate fails closed (on_unreachable: closed); retry when "
-        "the database is reachable.",
+        "message": wording.unreachable_closed(
+            f"{behind}/offline", "schema ledger >= 7 (flyway)", "ledger", UNREACHABLE
+        ),
     }
     assert rows[(behind, "typo")] == {
         "namespace": behind,
@@ -364,12 +368,17 @@ def test_table_notes_say_why(scene: Mapping[str, Any]) -> None:
     assert done.returncode == 1
     notes = done.stdout.split("\n\n", 1)[1].splitlines()
     assert notes == [
-        f"{behind}/offline (Deployment): {behind}/offline needs schema ledger >= 7 (flyway), but "
-        f"ledger could not be read: {UNREACHABLE}. The gate fails closed "
-        "(on_unreachable: closed); retry when the database is reachable.",
-        f"{behind}/pending (Deployment): {behind}/pending needs schema billing >= 42 (flyway); "
-        "billing records 41 (applied 2026-11-20T10:00:00, time zone not recorded). "
-        "Run the migrations first, then re-apply.",
+        f"{behind}/offline (Deployment): "
+        + wording.unreachable_closed(
+            f"{behind}/offline", "schema ledger >= 7 (flyway)", "ledger", UNREACHABLE
+        ),
+        f"{behind}/pending (Deployment): "
+        + wording.behind(
+            f"{behind}/pending",
+            "schema billing >= 42 (flyway)",
+            "billing",
+            "41 (applied 2026-11-20T10:00:00, time zone not recorded)",
+        ),
         f"{behind}/typo (Deployment): {behind}/typo: annotation schemagate.dev/database: "
         "unknown database 'biling'; "
         f"namespace '{behind}' may use: billing, ledger",

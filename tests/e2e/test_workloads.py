@@ -32,6 +32,7 @@ from tests.e2e.harness import (
     warnings,
 )
 from tests.factories import deployment, labelled, shaped, workload_fixtures
+from tests.support import wording
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhook")]
 
@@ -153,9 +154,7 @@ def test_inject_reapply_and_unlabel_every_kind(
         assert warnings(unlabelled.stderr) == []
     else:
         assert kept == before
-        assert warnings(unlabelled.stderr) == [
-            f"schemagate removed what it injected: the {kind} is no longer in inject mode"
-        ]
+        assert warnings(unlabelled.stderr) == [wording.removed(kind)]
 
 
 # --- gate: a release is checked, nothing else is -------------------------------------------
@@ -188,17 +187,16 @@ def test_gate_denies_until_migrated_and_never_blocks_other_edits(
     ns = new_namespace("gate-kinds")
     doc = app_workload(kind, ns, "gate", GATE)
     target = f"{resource(doc)}/api"
-    message = (
-        f"{ns}/api needs schema orders >= 42 (flyway); orders records 41 "
-        "(applied 2026-11-20T10:00:00, time zone not recorded). Run the migrations first, "
-        "then re-apply."
+    message = wording.behind(
+        f"{ns}/api",
+        "schema orders >= 42 (flyway)",
+        "orders",
+        "41 (applied 2026-11-20T10:00:00, time zone not recorded)",
     )
 
     denied = apply(kubectl, doc)
     assert denied.returncode != 0
-    assert f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}\n' in (
-        denied.stderr
-    ), denied.stderr
+    assert f"{wording.api_server_denied(WEBHOOK_NAME, message)}\n" in denied.stderr, denied.stderr
     assert kubectl.get(resource(doc), "api", ns) is None
 
     orders_db.record("42", datetime.datetime(2026, 11, 26, 8, 30, 0))
@@ -238,12 +236,14 @@ def test_a_rollout_with_workload_ref_is_refused_with_what_to_do(
     rollout = labelled(placed(FIXTURES[WORKLOAD_REF], ns), "inject", INJECT)
     refused = apply(kubectl, rollout)
     assert refused.returncode != 0
-    assert (
-        f'admission webhook "{WEBHOOK_NAME}" denied the request: {ns}/rollout-ref-deployment: '
+    denial = wording.api_server_denied(
+        WEBHOOK_NAME,
+        f"{ns}/rollout-ref-deployment: "
         "this Rollout takes its pod template from Deployment 'rollout-ref-deployment' "
         "(spec.workloadRef); put the label schemagate.dev/migrate and the schemagate "
-        "annotations on that Deployment instead\n"
-    ) in refused.stderr, refused.stderr
+        "annotations on that Deployment instead",
+    )
+    assert f"{denial}\n" in refused.stderr, refused.stderr
     # Done as it says: the Deployment labelled, the Rollout not.
     target = labelled(
         placed(FIXTURES["argo-rollouts__rollout-ref-deployment.deployment.yaml"], ns),

@@ -6,7 +6,6 @@ tests that need it with the reason; nothing here skips.
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from tests.e2e import controlplane
 from tests.e2e.harness import Kubectl, namespace_object
 from tests.node import images
 from tests.node.stack import Stack
-from tests.node.workloads import secret
+from tests.node.workloads import NAMESPACE_IDS, secret
 from tests.support import summary
 
 # A cold first run builds the binaries (about 6 min) and the images (about 4 min).
@@ -63,7 +62,7 @@ def namespace(kube: Kubectl) -> Callable[[str], str]:
     """Creates `<prefix>-<n>`, labelled with its name as API servers from 1.21 on do."""
 
     def make(prefix: str) -> str:
-        name = f"{prefix}-{next(_IDS)}"
+        name = f"{prefix}-{next(NAMESPACE_IDS)}"
         kube.apply_objects([namespace_object(name)])
         return name
 
@@ -83,9 +82,6 @@ def database(stack: Stack, kube: Kubectl) -> Callable[[str, str], str]:
         return url
 
     return make
-
-
-_IDS = itertools.count(1)
 
 
 def _keep_logs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:

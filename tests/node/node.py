@@ -33,8 +33,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from tests.e2e.controlplane import Binaries, ControlPlane, ControlPlaneError, Process, free_port
+from tests.e2e.controlplane import Binaries, ControlPlane, ControlPlaneError, Process
 from tests.node.images import Image
+from tests.support.net import free_port
 
 GATEWAY = "10.244.7.1"
 SUBNET = "10.244.7.0/24"

@@ -26,11 +26,11 @@ from typing import Self, TypeVar
 
 import yaml
 
-from tests.component.gate.servers import MariaDBServer, PostgresServer
 from tests.e2e.controlplane import ControlPlane, ensure_binaries
 from tests.e2e.harness import HarnessError, Kubectl, namespace_object, wait_for
 from tests.node import images
 from tests.node.node import GATEWAY, SUBNET, Node, PodNetwork
+from tests.support.servers import MariaDBServer, PostgresServer
 
 OVERLAY = Path(__file__).with_name("overlay")
 NAMESPACE = "schemagate-system"

@@ -28,6 +28,7 @@ from tests.node.workloads import (
     recorded,
     secret,
 )
+from tests.support import wording
 
 EXAMPLES = Path(__file__).with_name("examples")
 DENIED = 'admission webhook "migrate.schemagate.dev" denied the request'
@@ -155,8 +156,8 @@ def test_a_release_waits_for_the_presync_migration_job(
     early = kube("apply", "-f", "-", stdin=manifest)
     assert early.returncode != 0
     assert (
-        f"{DENIED}: {ns}/orders needs schema test == 0002 (alembic); "
-        "no migrations recorded in test. Run the migrations first, then re-apply."
+        f"{DENIED}: "
+        + wording.no_migrations(f"{ns}/orders", "schema test == 0002 (alembic)", "test")
     ) in early.stderr
     assert kube.get("deployment", "orders", ns) is None
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import Kubectl, namespace_object, wait_for
-from tests.node.conftest import _IDS
 from tests.node.stack import NAMESPACE, Stack
 from tests.node.workloads import (
     MIGRATE,
+    NAMESPACE_IDS,
     count_runs,
     count_runs_mariadb,
     deployment,
@@ -75,7 +75,7 @@ def manifests(stack: Stack, namespace: str, run: str, revisions: int) -> list[di
 
 def prepare(stack: Stack, kube: Kubectl, database: str, run: str) -> Scenario:
     short = "pg" if database == "PostgreSQL" else "maria"
-    ns = f"{run}-{short}-{next(_IDS)}"
+    ns = f"{run}-{short}-{next(NAMESPACE_IDS)}"
     kube.apply_objects([namespace_object(ns)])
     name = ns.replace("-", "_")
     if database == "PostgreSQL":

@@ -14,10 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.component.gate.servers import PASSWORD
 from tests.e2e.harness import Kubectl, wait_for
 from tests.node.stack import Stack
 from tests.node.workloads import LABEL, dump
+from tests.support.servers import PASSWORD
 
 PROJECT = Path(__file__).with_name("sqitch")
 DENIED = 'admission webhook "migrate.schemagate.dev" denied the request'

@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.harness import REPO, Kubectl, wait_for
 from tests.node.stack import NAMESPACE, Stack
+from tests.support import wording
 
 ROLE = REPO / "manifests" / "status" / "clusterrole.yaml"
 BINDING = "schemagate-status-in-pod"
@@ -154,9 +155,10 @@ def test_status_in_the_cluster_under_its_own_identity(
     assert code == 1, out
     (row,) = json.loads(out)["workloads"]
     assert (row["recorded"], row["satisfied"]) == ("r0001", "no")
-    assert row["message"] == (
-        f"{ns}/app needs schema test == r0002 (alembic); test records head r0001. "
-        "Alembic records heads only, not the effective heads `alembic current` derives "
-        "through depends_on: require the head that depends on such a revision. "
-        "Run the migrations first, then re-apply."
+    assert row["message"] == wording.behind(
+        f"{ns}/app",
+        "schema test == r0002 (alembic)",
+        "test",
+        "head r0001",
+        note=wording.ALEMBIC_HEADS_ONLY,
     )

@@ -12,6 +12,7 @@ from the app's own observation of the database, next to the kubelet's timestamps
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,15 +20,18 @@ from typing import Any
 
 import psycopg
 
-from tests.component.gate.servers import MariaDBServer
 from tests.e2e.harness import Kubectl, wait_for
 from tests.node.stack import NAMESPACE
+from tests.support.servers import MariaDBServer
 
 ALEMBIC = Path(__file__).with_name("alembic")
 # Each release's migrations: a prefix of this chain (r0003 fails).
 CHAIN = ("r0001_orders.py", "r0002_status.py", "r0003_broken.py")
 MIGRATE = "schemagate-migrate"
 LABEL = "schemagate.dev/migrate"
+# The session's namespaces are numbered from this one counter (the `namespace` fixture
+# and the tests that name their own), so no two tests share one.
+NAMESPACE_IDS = itertools.count(1)
 
 # SQLAlchemy (Alembic's own dependency in the image) speaks to PostgreSQL (psycopg2)
 # and MariaDB (mysql+pymysql://) alike.

@@ -4,63 +4,19 @@ transcript, which test_zz_secrets.py greps for the database password at the end.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.component.gate import ddl
-from tests.component.gate.servers import PostgresServer
-from tests.reliability.harness import TRANSCRIPT
+from tests.reliability.harness import TRANSCRIPT, Database, Launch, make_orders
 from tests.server import Served, start
-
-
-@dataclass(frozen=True)
-class Database:
-    """A fresh PostgreSQL database whose flyway_schema_history records version 3."""
-
-    server: PostgresServer
-    name: str
-
-    @property
-    def url(self) -> str:
-        return self.server.url(self.name)
+from tests.support.servers import PostgresServer
 
 
 @pytest.fixture
 def orders(postgres: PostgresServer) -> Database:
     return make_orders(postgres)
-
-
-def make_orders(postgres: PostgresServer) -> Database:
-    name = f"rel_{uuid.uuid4().hex[:10]}"
-    postgres.create_database(name)
-    with postgres.connect(name) as conn:
-        for sql in (
-            *ddl.flyway("postgresql"),
-            ddl.flyway_row(1, "1", "create orders"),
-            ddl.flyway_row(2, "2", "add status"),
-            ddl.flyway_row(3, "3", "add index"),
-        ):
-            conn.execute(sql)
-    return Database(postgres, name)
-
-
-def gate_config(
-    *, policy: str = "closed", timeout: float = 1.0, ttl: float = 1.0, extra: str = ""
-) -> str:
-    return (
-        "databases:\n"
-        "  orders: {url_env: ORDERS_DATABASE_URL, tool: flyway, namespaces: ['*']}\n"
-        f"{extra}"
-        f"lookup: {{timeout_seconds: {timeout}, cache_ttl_seconds: {ttl}}}\n"
-        f"on_unreachable: {policy}\n"
-    )
-
-
-Launch = Callable[..., Served]
 
 
 @pytest.fixture

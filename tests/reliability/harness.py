@@ -1,4 +1,5 @@
-"""Load, a TCP proxy, client certificates and the tier's transcript of everything it saw.
+"""Load, a TCP proxy, the tier's database and configuration, and its transcript of
+everything it saw.
 
 `Load` plays the API server: worker threads send a steady mix of whole AdmissionReviews
 over TLS, one connection per review, each loop ending by itself after `limit` seconds,
@@ -12,28 +13,24 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import ipaddress
 import itertools
 import socket
 import ssl
 import statistics
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certs.issue import KeyPair
 from tests.factories import deployment, labelled, review
-from tests.support import summary
+from tests.server import Served
+from tests.support import ddl, summary
+from tests.support.servers import PostgresServer
 
 KINDS = ("inject", "gate", "unlabelled")
 
@@ -84,6 +81,50 @@ def report(scenario: str, sent: int, answered: int, failed: int, note: str = "")
     )
     print(f"\n[{scenario}] sent {sent}, answered {answered}, failed {failed}. {note}")
     return count
+
+
+# -- the database and the webhook's configuration ------------------------------------
+
+
+@dataclass(frozen=True)
+class Database:
+    """A fresh PostgreSQL database whose flyway_schema_history records version 3."""
+
+    server: PostgresServer
+    name: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url(self.name)
+
+
+def make_orders(postgres: PostgresServer) -> Database:
+    name = f"rel_{uuid.uuid4().hex[:10]}"
+    postgres.create_database(name)
+    with postgres.connect(name) as conn:
+        for sql in (
+            *ddl.flyway("postgresql"),
+            ddl.flyway_row(1, "1", "create orders"),
+            ddl.flyway_row(2, "2", "add status"),
+            ddl.flyway_row(3, "3", "add index"),
+        ):
+            conn.execute(sql)
+    return Database(postgres, name)
+
+
+def gate_config(
+    *, policy: str = "closed", timeout: float = 1.0, ttl: float = 1.0, extra: str = ""
+) -> str:
+    return (
+        "databases:\n"
+        "  orders: {url_env: ORDERS_DATABASE_URL, tool: flyway, namespaces: ['*']}\n"
+        f"{extra}"
+        f"lookup: {{timeout_seconds: {timeout}, cache_ttl_seconds: {ttl}}}\n"
+        f"on_unreachable: {policy}\n"
+    )
+
+
+Launch = Callable[..., Served]
 
 
 # -- the load -----------------------------------------------------------------------
@@ -363,69 +404,3 @@ def _copy(source: socket.socket, sink: socket.socket) -> None:
     finally:
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
-
-
-# -- TLS helpers --------------------------------------------------------------------
-
-
-def trust(*ca_pems: bytes) -> ssl.SSLContext:
-    """A client context trusting exactly these CAs (a caBundle)."""
-    context = ssl.create_default_context()
-    context.load_verify_locations(cadata=b"".join(ca_pems).decode())
-    return context
-
-
-def issue_client(
-    ca: KeyPair,
-    common_name: str,
-    *,
-    usage: x509.ObjectIdentifier | None = ExtendedKeyUsageOID.CLIENT_AUTH,
-    now: datetime | None = None,
-    lifetime: timedelta = timedelta(days=1),
-) -> KeyPair:
-    """A client certificate signed by `ca`, as a kubeconfig's client-certificate would be.
-
-    certs.issue only makes serving certificates (serverAuth); the API server's client
-    certificate carries clientAuth instead, which OpenSSL checks on the server side.
-    """
-    now = now or datetime.now(UTC)
-    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
-    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + lifetime)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    )
-    if usage is not None:  # None: no extended key usage extension at all
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return KeyPair(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-
-
-def served_certificate(port: int, context: ssl.SSLContext) -> bytes:
-    """The DER certificate a new TLS connection is shown."""
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return der

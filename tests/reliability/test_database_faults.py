@@ -12,15 +12,18 @@ import time
 
 import pytest
 
-from tests.reliability.conftest import Database, Launch, gate_config
 from tests.reliability.harness import (
     TRANSCRIPT,
+    Database,
+    Launch,
     Load,
     Outcome,
     describe,
+    gate_config,
     report,
     well_formed,
 )
+from tests.support import wording
 
 pytestmark = pytest.mark.faults
 
@@ -41,16 +44,13 @@ def _unreachable_gate(o: Outcome, policy: str) -> bool:
             not o.allowed
             and o.response["status"]["code"] == 503
             and UNREACHABLE in o.message
-            and o.message.endswith(
-                "The gate fails closed (on_unreachable: closed); retry when the database "
-                "is reachable."
-            )
+            and o.message.endswith(wording.FAILS_CLOSED)
         )
     return (
         o.allowed
         and len(o.warnings) == 1
         and UNREACHABLE in o.warnings[0]
-        and o.warnings[0].endswith("Admitted unchecked (on_unreachable: open).")
+        and o.warnings[0].endswith(wording.ADMITTED_UNCHECKED)
     )
 
 
@@ -168,8 +168,7 @@ def test_gate_query_blocked_by_a_lock_honours_the_deadline_without_stalling(
     for o in hung:
         assert not o.allowed
         assert o.message.endswith(
-            "could not be read: timed out (details in the webhook log). The gate "
-            "fails closed (on_unreachable: closed); retry when the database is reachable."
+            f"{wording.could_not_read('orders', 'timed out')}. {wording.FAILS_CLOSED}"
         ), o.message
         assert o.latency >= DEADLINE - 0.1
     # No event-loop stall: inject answers kept flowing at their usual pace.

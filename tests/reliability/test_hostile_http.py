@@ -23,8 +23,16 @@ import orjson
 import pytest
 
 from tests.factories import deployment, labelled, review
-from tests.reliability.conftest import Database, Launch, gate_config
-from tests.reliability.harness import TRANSCRIPT, Load, describe, report, well_formed
+from tests.reliability.harness import (
+    TRANSCRIPT,
+    Database,
+    Launch,
+    Load,
+    describe,
+    gate_config,
+    report,
+    well_formed,
+)
 from tests.server import Served
 from webhook.limits import Limits
 from webhook.review import API_SERVER_BODY_BYTES, MAX_BODY_BYTES

@@ -18,11 +18,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.component.gate.servers import PostgresServer
 from tests.factories import deployment, labelled, review
-from tests.reliability.conftest import Database, gate_config, make_orders
-from tests.reliability.harness import TRANSCRIPT, report
+from tests.reliability.harness import TRANSCRIPT, Database, gate_config, make_orders, report
 from tests.server import ROOT, Served, start
+from tests.support.servers import PostgresServer
 from webhook.contract import MAX_COMMAND_ARGS, MAX_COMMAND_CHARS, MAX_VALUE_CHARS
 
 pytestmark = pytest.mark.faults

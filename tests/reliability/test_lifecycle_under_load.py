@@ -21,20 +21,21 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs.files import write_files
 from certs.issue import KeyPair, issue_ca, issue_serving
-from tests.reliability.conftest import Database, Launch, gate_config
 from tests.reliability.harness import (
     TRANSCRIPT,
+    Database,
+    Launch,
     Load,
     Outcome,
     Proxy,
     admission,
     describe,
+    gate_config,
     post,
     report,
-    served_certificate,
-    trust,
     well_formed,
 )
+from tests.support.pki import served_certificate, trust
 
 pytestmark = pytest.mark.faults
 

@@ -22,11 +22,13 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certs.issue import KeyPair, issue_ca
-from tests.component.gate.servers import PASSWORD, free_port
 from tests.factories import deployment, labelled, review
-from tests.reliability.conftest import Database, Launch, gate_config
-from tests.reliability.harness import TRANSCRIPT, issue_client, report
+from tests.reliability.harness import TRANSCRIPT, Database, Launch, gate_config, report
 from tests.server import SCHEMAGATE, Served
+from tests.support import wording
+from tests.support.net import free_port
+from tests.support.pki import issue_client
+from tests.support.servers import PASSWORD
 
 pytestmark = pytest.mark.faults
 
@@ -426,7 +428,7 @@ def test_database_passwords_never_appear_in_logs_metrics_or_answers(
         ("stranger", "authentication failed"),
         ("down", "connection refused"),
     ):
-        assert f"{database} could not be read: {kind} (details in the webhook log)" in answered
+        assert wording.could_not_read(database, kind) in answered
     for detail in (
         'database \\"no_such_db\\" does not exist',
         'user \\"stranger\\"',

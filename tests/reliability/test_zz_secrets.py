@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.component.gate.servers import PASSWORD
 from tests.reliability.harness import TRANSCRIPT, report
+from tests.support.servers import PASSWORD
 
 pytestmark = pytest.mark.faults
 

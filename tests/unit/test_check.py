@@ -17,6 +17,7 @@ import yaml
 
 from tests.factories import corpus, labelled, review
 from tests.golden import compare
+from tests.support.manifests import kustomize
 from webhook.config import Config
 from webhook.decide import DEFAULT_EXCLUDED
 from webhook.evaluate import evaluate
@@ -38,13 +39,6 @@ def check(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-def kustomize(directory: str) -> str:
-    done = subprocess.run(
-        ["kubectl", "kustomize", directory], capture_output=True, text=True, check=True
-    )
-    return done.stdout
 
 
 # --- the corpus ------------------------------------------------------------------------

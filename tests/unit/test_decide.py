@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from tests.factories import deployment, review
+from tests.support import wording
 from webhook import decide
 from webhook.config import Config
 from webhook.inject import NAME
@@ -70,6 +71,4 @@ def test_removing_the_label_removes_the_injected_container() -> None:
     assert NAME not in [
         c["name"] for c in result["spec"]["template"]["spec"].get("initContainers", [])
     ]
-    assert answer.warnings == (
-        "schemagate removed what it injected: the Deployment is no longer in inject mode",
-    )
+    assert answer.warnings == (wording.removed("Deployment"),)

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from tests.factories import deployment, review, workload
+from tests.support import wording
 from webhook import decide
 from webhook.config import Config, DatabaseConfig
 from webhook.gate import GateCheck, Unreachable, needs_check
@@ -115,33 +116,38 @@ def test_satisfaction(
         (
             "flyway",
             FLYWAY_41,
-            "shop/api needs schema orders >= 42 (flyway); orders records 41 (applied "
-            "2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+            wording.behind(
+                "shop/api",
+                "schema orders >= 42 (flyway)",
+                "orders",
+                "41 (applied 2026-11-20T10:00:00Z)",
+            ),
         ),
         (
             "flyway",
             Recorded(False),
-            "shop/api needs schema orders >= 42 (flyway); no migrations recorded in orders. "
-            "Run the migrations first, then re-apply.",
+            wording.no_migrations("shop/api", "schema orders >= 42 (flyway)", "orders"),
         ),
         (
             "golang-migrate",
             Recorded(True, latest="42", problems=("dirty at 42",)),
-            "shop/api needs schema orders >= 42 (golang-migrate); orders records a problem: "
-            "dirty at 42. Repair the migration history, then re-apply.",
+            wording.history_problem(
+                "shop/api", "schema orders >= 42 (golang-migrate)", "orders", "dirty at 42"
+            ),
         ),
         (
             "liquibase",
             Recorded(True, latest="v1", present=frozenset({"v1"})),
-            "shop/api needs tag or changeset 42 in orders (liquibase); orders records tag v1. "
-            "Run the migrations first, then re-apply.",
+            wording.behind(
+                "shop/api", "tag or changeset 42 in orders (liquibase)", "orders", "tag v1"
+            ),
         ),
         (
             "flyway",
             Unreachable("connection refused"),
-            "shop/api needs schema orders >= 42 (flyway), but orders could not be read: "
-            "connection refused (details in the webhook log). The gate fails closed "
-            "(on_unreachable: closed); retry when the database is reachable.",
+            wording.unreachable_closed(
+                "shop/api", "schema orders >= 42 (flyway)", "orders", "connection refused"
+            ),
         ),
     ],
 )
@@ -158,11 +164,12 @@ def test_alembic_branch_heads_are_heads_as_alembic_current_lists_them() -> None:
     assert _answer("alembic", "a2", found).allowed
     assert _answer("alembic", "b1,a2", found).allowed
     answer = _answer("alembic", "a3", found)
-    assert answer.message == (
-        "shop/api needs schema orders == a3 (alembic); orders records heads a2, b1. "
-        "Alembic records heads only, not the effective heads `alembic current` derives "
-        "through depends_on: require the head that depends on such a revision. "
-        "Run the migrations first, then re-apply."
+    assert answer.message == wording.behind(
+        "shop/api",
+        "schema orders == a3 (alembic)",
+        "orders",
+        "heads a2, b1",
+        note=wording.ALEMBIC_HEADS_ONLY,
     )
 
 
@@ -176,11 +183,11 @@ def test_a_held_lock_says_a_migration_is_running() -> None:
         ),
     )
     answer = _answer("liquibase", "v42", found)
-    assert answer.message == (
-        "shop/api needs tag or changeset v42 in orders (liquibase); a migration is running on "
-        "orders: the liquibase lock is held by runner-7f9c (10.0.3.12) since "
-        "2026-11-20T10:05:00Z. Retry when it finishes (a lock left behind by a migration that "
-        "died must be released with the tool)."
+    assert answer.message == wording.migration_running(
+        "shop/api",
+        "tag or changeset v42 in orders (liquibase)",
+        "orders",
+        "the liquibase lock is held by runner-7f9c (10.0.3.12) since 2026-11-20T10:05:00Z",
     )
 
 
@@ -203,9 +210,7 @@ def test_unreachable_open_allows_with_a_warning() -> None:
     answer = _answer("flyway", "42", Unreachable("timed out"), policy="open")
     assert answer.allowed
     assert answer.warnings == (
-        "schemagate: shop/api needs schema orders >= 42 (flyway), but orders could not be "
-        "read: timed out (details in the webhook log). Admitted unchecked (on_unreachable: "
-        "open).",
+        wording.unreachable_open("shop/api", "schema orders >= 42 (flyway)", "orders", "timed out"),
     )
 
 
@@ -311,9 +316,7 @@ def test_switching_to_gate_removes_the_injected_container_once_admitted() -> Non
         },
         {"op": "remove", "path": "/spec/template/spec/initContainers/0"},
     ]
-    assert answer.warnings == (
-        "schemagate removed what it injected: the Deployment is no longer in inject mode",
-    )
+    assert answer.warnings == (wording.removed("Deployment"),)
 
 
 def test_unknown_database_lists_only_what_the_namespace_may_use() -> None:
@@ -362,8 +365,12 @@ def test_a_label_flip_from_inject_to_gate_is_a_release() -> None:
     assert (denial.allowed, denial.code, denial.message) == (
         False,
         403,
-        "shop/api needs schema orders >= 99 (flyway); orders records 41 (applied "
-        "2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api",
+            "schema orders >= 99 (flyway)",
+            "orders",
+            "41 (applied 2026-11-20T10:00:00Z)",
+        ),
     )
 
 

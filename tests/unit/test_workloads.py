@@ -26,6 +26,7 @@ from tests.factories import (
     workload,
     workload_fixtures,
 )
+from tests.support import wording
 from webhook import decide, workloads
 from webhook.config import Config, DatabaseConfig
 from webhook.inject import INHERITED, NAME
@@ -185,9 +186,7 @@ def test_labelled_manifest_gets_one_valid_injection_where_its_kind_keeps_pods(
     assert cleaned.allowed and cleaned.patch
     restored = jsonpatch.apply_patch(unlabelled, cleaned.patch)
     assert row.pod_spec(restored).get("initContainers", []) == before.get("initContainers", [])
-    assert cleaned.warnings == (
-        f"schemagate removed what it injected: the {row.kind} is no longer in inject mode",
-    )
+    assert cleaned.warnings == (wording.removed(row.kind),)
 
 
 @pytest.mark.parametrize(("name", "obj"), OWN_TEMPLATE, ids=OWN_IDS)
@@ -198,8 +197,9 @@ def test_labelled_manifest_is_gated_on_create(name: str, obj: dict[str, Any]) ->
     assert (behind.allowed, behind.code, behind.message) == (
         False,
         403,
-        f"shop/{obj['metadata']['name']} needs schema orders >= 42 (flyway); orders records "
-        "41. Run the migrations first, then re-apply.",
+        wording.behind(
+            f"shop/{obj['metadata']['name']}", "schema orders >= 42 (flyway)", "orders", "41"
+        ),
     )
     assert decide.finish_gate(pending, Recorded(True, latest="42"), CONFIG).allowed
 

@@ -16,9 +16,10 @@ import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-from tests.component.gate.conftest import Scratch
-from tests.component.gate.servers import PASSWORD
-from tests.component.gate.test_sources import read, verdict
+from tests.support import wording
+from tests.support.gate import read, verdict
+from tests.support.scratch import Scratch
+from tests.support.servers import PASSWORD
 
 pytestmark = pytest.mark.component
 
@@ -33,13 +34,6 @@ with create_engine(context.config.get_main_option("sqlalchemy.url")).connect() a
     with context.begin_transaction():
         context.run_migrations()
 """
-
-
-# What every unmet Alembic denial adds: the tool's record can hide an effective head.
-ALEMBIC_NOTE = (
-    "Alembic records heads only, not the effective heads `alembic current` derives "
-    "through depends_on: require the head that depends on such a revision."
-)
 
 
 def revision(
@@ -104,8 +98,13 @@ async def test_single_head_matches_exactly(scratch: Scratch, tmp_path: Path) -> 
     assert verdict("alembic", LEFT, found, "exact") == (True, "")
     assert verdict("alembic", BASE, found, "exact") == (
         False,
-        f"shop/api needs schema orders == {BASE} (alembic); orders records head {LEFT}. "
-        f"{ALEMBIC_NOTE} Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api",
+            f"schema orders == {BASE} (alembic)",
+            "orders",
+            f"head {LEFT}",
+            note=wording.ALEMBIC_HEADS_ONLY,
+        ),
     )
     command.downgrade(config, "base")
     found = await read(scratch.url, "alembic")
@@ -137,8 +136,13 @@ async def test_branch_heads_are_the_heads_alembic_current_lists(
     allowed, message = verdict("alembic", BASE, found, "exact")
     assert (allowed, message) == (
         False,
-        f"shop/api needs schema orders == {BASE} (alembic); orders records heads {LEFT}, "
-        f"{RIGHT}. {ALEMBIC_NOTE} Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api",
+            f"schema orders == {BASE} (alembic)",
+            "orders",
+            f"heads {LEFT}, {RIGHT}",
+            note=wording.ALEMBIC_HEADS_ONLY,
+        ),
     )
     assert quote(PASSWORD, safe="") not in message
 
@@ -169,6 +173,11 @@ async def test_an_effective_head_through_depends_on_fails_closed_and_says_why(
     assert verdict("alembic", DEPENDENT, found, "exact") == (True, "")
     assert verdict("alembic", DEPENDED, found, "exact") == (
         False,
-        f"shop/api needs schema orders == {DEPENDED} (alembic); orders records head "
-        f"{DEPENDENT}. {ALEMBIC_NOTE} Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api",
+            f"schema orders == {DEPENDED} (alembic)",
+            "orders",
+            f"head {DEPENDENT}",
+            note=wording.ALEMBIC_HEADS_ONLY,
+        ),
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.component.gate.conftest import Scratch, lookups_for
-from tests.component.gate.test_sources import read, verdict
+from tests.support import wording
+from tests.support.gate import lookups_for, read, verdict
+from tests.support.scratch import Scratch
 from webhook.gate import Unreachable
 
 pytestmark = pytest.mark.component
@@ -23,16 +24,15 @@ async def test_custom_query_reads_version_and_state(scratch: Scratch) -> None:
     assert verdict("custom", "1.10", found, query=QUERY) == (True, "")
     assert verdict("custom", "2", found, query=QUERY) == (
         False,
-        "shop/api needs schema orders >= 2 (custom); orders records 1.10. "
-        "Run the migrations first, then re-apply.",
+        wording.behind("shop/api", "schema orders >= 2 (custom)", "orders", "1.10"),
     )
     scratch.run("UPDATE releases SET state = 'running' WHERE id = 3")
     running = await read(scratch.url, "custom", query=QUERY)
     assert verdict("custom", "1.9", running, query=QUERY) == (
         False,
-        "shop/api needs schema orders >= 1.9 (custom); a migration is running on orders: "
-        "version 2 is running. Retry when it finishes (a lock left behind by a migration "
-        "that died must be released with the tool).",
+        wording.migration_running(
+            "shop/api", "schema orders >= 1.9 (custom)", "orders", "version 2 is running"
+        ),
     )
     scratch.run("UPDATE releases SET state = 'failed' WHERE id = 3")
     failed = await read(scratch.url, "custom", query=QUERY)

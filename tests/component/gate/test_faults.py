@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.component.gate import ddl
-from tests.component.gate.conftest import Scratch, lookups_for
-from tests.component.gate.servers import PASSWORD, MariaDBServer, PostgresServer
+from tests.support import ddl, wording
+from tests.support.gate import lookups_for
+from tests.support.scratch import Scratch
+from tests.support.servers import PASSWORD, MariaDBServer, PostgresServer
 from webhook.config import parse_config
 from webhook.gate import GateCheck, Unreachable, decide_gate
 from webhook.lookup import FAILURE_TTL
@@ -86,18 +87,18 @@ async def test_stopped_database_answers_within_the_deadline_then_recovers(
     closed, opened = answers(found).values()
     assert closed == (
         False,
-        f"shop/api needs schema orders >= 1 (flyway), but orders could not be read: "
-        f"{found.reason} (details in the webhook log). The gate fails closed "
-        "(on_unreachable: closed); retry when the database is reachable.",
+        wording.unreachable_closed(
+            "shop/api", "schema orders >= 1 (flyway)", "orders", found.reason
+        ),
         (),
     )
     assert opened == (
         True,
         "",
         (
-            f"schemagate: shop/api needs schema orders >= 1 (flyway), but orders could not be "
-            f"read: {found.reason} (details in the webhook log). Admitted unchecked "
-            "(on_unreachable: open).",
+            wording.unreachable_open(
+                "shop/api", "schema orders >= 1 (flyway)", "orders", found.reason
+            ),
         ),
     )
     # The failure is remembered briefly; asked for anything fresher, the lookup reads again.
@@ -199,10 +200,8 @@ async def test_a_denial_names_the_kind_of_failure_and_the_log_the_detail(
     assert found == Unreachable("not found")
     assert detail in caplog.text
     closed = answers(found)["closed"][1]
-    assert closed == (
-        "shop/api needs schema orders >= 1 (flyway), but orders could not be read: not found "
-        "(details in the webhook log). The gate fails closed (on_unreachable: closed); retry "
-        "when the database is reachable."
+    assert closed == wording.unreachable_closed(
+        "shop/api", "schema orders >= 1 (flyway)", "orders", "not found"
     )
     if refused is not None:
         assert refused == Unreachable("connection refused")

@@ -8,10 +8,10 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.component.gate import ddl
-from tests.component.gate.servers import PASSWORD, PostgresServer
 from tests.factories import deployment, labelled, review
 from tests.server import start
+from tests.support import ddl
+from tests.support.servers import PASSWORD, PostgresServer
 from webhook.lookup import RECHECK_DENIAL_AFTER
 
 pytestmark = pytest.mark.component

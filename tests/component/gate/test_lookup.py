@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from tests.component.gate import ddl
+from tests.support import ddl
+from tests.support.fakes import FakeClock
 from webhook.config import ConfigError, parse_config
 from webhook.gate import Unreachable
 from webhook.lookup import FAILURE_TTL, Lookups
@@ -19,16 +20,6 @@ from webhook.sources import open_source
 from webhook.versions import Recorded
 
 pytestmark = pytest.mark.component
-
-
-class Clock:
-    """Monotonic time the test moves by hand, so cache ages are exact."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def history(path: Path, *versions: str) -> None:
@@ -43,7 +34,7 @@ def history(path: Path, *versions: str) -> None:
     conn.close()
 
 
-def build(spec: dict[str, object], clock: Clock, metrics: Metrics | None = None) -> Lookups:
+def build(spec: dict[str, object], clock: FakeClock, metrics: Metrics | None = None) -> Lookups:
     config = parse_config(
         {"databases": {"orders": {"tool": "flyway", "namespaces": ["shop"], **spec}}}
     )
@@ -65,7 +56,7 @@ def samples(metrics: Metrics, name: str) -> dict[tuple[str, ...], float]:
 
 
 async def test_answers_are_cached_for_the_age_the_caller_accepts(tmp_path: Path) -> None:
-    db, clock, metrics = tmp_path / "orders.db", Clock(), Metrics()
+    db, clock, metrics = tmp_path / "orders.db", FakeClock(), Metrics()
     history(db, "41")
     lookups = build({"url": f"sqlite://{db}"}, clock, metrics)
     first = await lookups.get("orders", 5)
@@ -86,7 +77,7 @@ async def test_answers_are_cached_for_the_age_the_caller_accepts(tmp_path: Path)
 async def test_concurrent_requests_share_one_read(tmp_path: Path) -> None:
     db, metrics = tmp_path / "orders.db", Metrics()
     history(db, "7")
-    lookups = build({"url": f"sqlite://{db}"}, Clock(), metrics)
+    lookups = build({"url": f"sqlite://{db}"}, FakeClock(), metrics)
     answers = await asyncio.gather(*(lookups.get("orders", 5) for _ in range(25)))
     lookups.close()
     assert {a.found for a in answers} == {answers[0].found}
@@ -94,7 +85,7 @@ async def test_concurrent_requests_share_one_read(tmp_path: Path) -> None:
 
 
 async def test_a_failure_is_remembered_briefly_then_read_again(tmp_path: Path) -> None:
-    db, clock, metrics = tmp_path / "later.db", Clock(), Metrics()
+    db, clock, metrics = tmp_path / "later.db", FakeClock(), Metrics()
     lookups = build({"url": f"sqlite://{db}"}, clock, metrics)
     failed = await lookups.get("orders", 5)
     assert failed.found == Unreachable("not found")
@@ -116,7 +107,7 @@ async def test_a_failure_is_remembered_briefly_then_read_again(tmp_path: Path) -
 async def test_missing_table_is_counted_as_no_table(tmp_path: Path) -> None:
     db, metrics = tmp_path / "empty.db", Metrics()
     sqlite3.connect(db).close()
-    lookups = build({"url": f"sqlite://{db}"}, Clock(), metrics)
+    lookups = build({"url": f"sqlite://{db}"}, FakeClock(), metrics)
     assert (await lookups.get("orders", 5)).found == Recorded(table_present=False)
     lookups.close()
     assert samples(metrics, "schemagate_lookups_total") == {("orders", "no_table"): 1}
@@ -125,18 +116,18 @@ async def test_missing_table_is_counted_as_no_table(tmp_path: Path) -> None:
 def test_start_names_a_missing_url_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ORDERS_DATABASE_URL", raising=False)
     with pytest.raises(ConfigError) as raised:
-        build({"url_env": "ORDERS_DATABASE_URL"}, Clock()).start()
+        build({"url_env": "ORDERS_DATABASE_URL"}, FakeClock()).start()
     assert str(raised.value) == (
         "databases.orders.url_env: environment variable ORDERS_DATABASE_URL is not set"
     )
     with pytest.raises(ConfigError) as raised:
-        build({"url_file": str(tmp_path / "absent")}, Clock()).start()
+        build({"url_file": str(tmp_path / "absent")}, FakeClock()).start()
     assert str(raised.value) == (
         f"databases.orders.url_file: cannot read {tmp_path / 'absent'}: No such file or directory"
     )
     monkeypatch.setenv("ORDERS_DATABASE_URL", "mysql://gate:secret@db:3306/orders?sslmode=x")
     with pytest.raises(ConfigError) as raised:
-        build({"url_env": "ORDERS_DATABASE_URL"}, Clock()).start()
+        build({"url_env": "ORDERS_DATABASE_URL"}, FakeClock()).start()
     assert str(raised.value) == (
         "databases.orders.url_env: mysql URL option 'sslmode' is not supported; "
         "supported: ssl, ssl-ca, unix_socket"
@@ -149,7 +140,7 @@ async def test_url_file_is_read_again_after_a_failure(tmp_path: Path) -> None:
     history(good, "3")
     (tmp_path / "old.db").write_bytes(b"not a database, " * 64)
     secret.write_text(f"sqlite://{tmp_path / 'old.db'}\n")
-    clock = Clock()
+    clock = FakeClock()
     lookups = build({"url_file": str(secret)}, clock)
     lookups.start()
     assert isinstance((await lookups.get("orders", 5)).found, Unreachable)

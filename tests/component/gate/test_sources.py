@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.component.gate import ddl
-from tests.component.gate.conftest import Scratch, lookups_for
-from webhook.config import parse_config
-from webhook.contract import Match
-from webhook.gate import GateCheck, Unreachable, decide_gate
+from tests.support import ddl, wording
+from tests.support.gate import lookups_for, read, verdict
+from tests.support.scratch import Scratch
+from webhook.gate import Unreachable
 from webhook.tools import GATE_TOOLS
 from webhook.versions import Recorded
 
@@ -32,28 +31,6 @@ LIQUIBASE_AT = "2026-11-20T10:00:00, time zone not recorded"
 ON = "2026-11-20 10:00:00"
 
 
-async def read(url: str, tool: str, **extra: Any) -> Recorded:
-    lookups = lookups_for(url, tool, **extra)
-    try:
-        fetched = await lookups.get("orders", 0)
-    finally:
-        lookups.close()
-    assert isinstance(fetched.found, Recorded), fetched.found
-    return fetched.found
-
-
-def verdict(
-    tool: str, required: str, found: Recorded, match: Match = "at-least", **extra: Any
-) -> tuple[bool, str]:
-    """(allowed, status message) of the gate for shop/api on database orders."""
-    entry = {"url": "sqlite:///x", "tool": tool, "namespaces": ["shop"], **extra}
-    config = parse_config({"databases": {"orders": entry}})
-    answer = decide_gate(
-        GateCheck("shop/api", config.databases["orders"], required, match), found, config
-    )
-    return answer.allowed, answer.message or ""
-
-
 def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
@@ -65,8 +42,7 @@ async def test_no_table_is_no_migrations_recorded(scratch: Scratch) -> None:
         assert found == Recorded(table_present=False), tool
     assert verdict("flyway", "42", Recorded(False)) == (
         False,
-        "shop/api needs schema orders >= 42 (flyway); no migrations recorded in orders. "
-        "Run the migrations first, then re-apply.",
+        wording.no_migrations("shop/api", "schema orders >= 42 (flyway)", "orders"),
     )
 
 
@@ -84,8 +60,12 @@ async def test_flyway_highest_successful_version_as_dotted_numbers(scratch: Scra
     assert verdict("flyway", "1.10.0", found, "exact") == (True, "")
     assert verdict("flyway", "2", found) == (
         False,
-        "shop/api needs schema orders >= 2 (flyway); orders records 1.10 "
-        f"(applied {FLYWAY_AT[scratch.dialect]}). Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api",
+            "schema orders >= 2 (flyway)",
+            "orders",
+            f"1.10 (applied {FLYWAY_AT[scratch.dialect]})",
+        ),
     )
 
 
@@ -101,8 +81,12 @@ async def test_flyway_failed_row_is_reported(scratch: Scratch) -> None:
     assert found.problems == (f"migration 3 (add index) failed at {at}",)
     assert verdict("flyway", "2", found) == (
         False,
-        "shop/api needs schema orders >= 2 (flyway); orders records a problem: migration 3 "
-        f"(add index) failed at {at}. Repair the migration history, then re-apply.",
+        wording.history_problem(
+            "shop/api",
+            "schema orders >= 2 (flyway)",
+            "orders",
+            f"migration 3 (add index) failed at {at}",
+        ),
     )
 
 
@@ -141,8 +125,12 @@ async def test_liquibase_tags_and_changesets_are_present(scratch: Scratch) -> No
     assert verdict("liquibase", "v1.0", found, "exact") == (True, "")
     assert verdict("liquibase", "seed-demo", found) == (
         False,
-        "shop/api needs tag or changeset seed-demo in orders (liquibase); orders records tag "
-        f"v1.0 (applied {LIQUIBASE_AT}). Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api",
+            "tag or changeset seed-demo in orders (liquibase)",
+            "orders",
+            f"tag v1.0 (applied {LIQUIBASE_AT})",
+        ),
     )
 
 
@@ -164,10 +152,13 @@ async def test_liquibase_held_lock_says_a_migration_is_running(scratch: Scratch)
     )
     assert verdict("liquibase", "v1.0", found) == (
         False,
-        "shop/api needs tag or changeset v1.0 in orders (liquibase); a migration is running "
-        "on orders: the liquibase lock is held by runner-7f9c (10.0.3.12) since "
-        "2026-11-20T10:05:00, time zone not recorded. Retry when it finishes (a lock left "
-        "behind by a migration that died must be released with the tool).",
+        wording.migration_running(
+            "shop/api",
+            "tag or changeset v1.0 in orders (liquibase)",
+            "orders",
+            "the liquibase lock is held by runner-7f9c (10.0.3.12) since "
+            "2026-11-20T10:05:00, time zone not recorded",
+        ),
     )
 
 
@@ -189,9 +180,8 @@ async def test_golang_migrate_version_and_dirty_flag(
     found = await read(scratch.url, "golang-migrate")
     assert (found.table_present, found.latest, found.problems) == (True, latest, problems)
     if problems:
-        assert verdict("golang-migrate", "43", found)[1] == (
-            "shop/api needs schema orders >= 43 (golang-migrate); orders records a problem: "
-            "dirty at 43. Repair the migration history, then re-apply."
+        assert verdict("golang-migrate", "43", found)[1] == wording.history_problem(
+            "shop/api", "schema orders >= 43 (golang-migrate)", "orders", "dirty at 43"
         )
 
 
@@ -258,8 +248,9 @@ async def test_atlas_current_follows_its_text_order(scratch: Scratch) -> None:
     assert found.latest == "9"
     assert verdict("atlas", "10", found) == (
         False,
-        "shop/api needs schema orders >= 10 (atlas); orders records 9 (applied "
-        "2026-11-20T10:00:00Z). Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api", "schema orders >= 10 (atlas)", "orders", "9 (applied 2026-11-20T10:00:00Z)"
+        ),
     )
 
 

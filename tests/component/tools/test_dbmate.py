@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.component.gate.conftest import Scratch
-from tests.component.gate.test_sources import read, verdict
 from tests.component.tools import install
+from tests.support import wording
+from tests.support.gate import read, verdict
+from tests.support.scratch import Scratch
 
 pytestmark = pytest.mark.component
 
@@ -63,8 +64,9 @@ async def test_dbmate_middle_head_and_failed(scratch: Scratch, tmp_path: Path) -
     assert verdict("dbmate", "20260102000000", found) == (True, "")
     assert verdict("dbmate", "20260103000000", found) == (
         False,
-        "shop/api needs schema orders >= 20260103000000 (dbmate); orders records "
-        "20260102000000. Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api", "schema orders >= 20260103000000 (dbmate)", "orders", "20260102000000"
+        ),
     )
 
     add(migrations, "20260103000000_refunds.sql")

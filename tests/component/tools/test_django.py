@@ -15,8 +15,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.component.gate.conftest import Scratch
-from tests.component.gate.test_sources import read, verdict
+from tests.support import wording
+from tests.support.gate import read, verdict
+from tests.support.scratch import Scratch
 
 pytestmark = pytest.mark.component
 
@@ -114,7 +115,7 @@ async def test_django_middle_head_and_failed(scratch: Scratch, tmp_path: Path) -
         "shop/api needs migrations shop.0002_invoices,shop.0003_refunds in orders (django); "
         "orders records shop.0002_invoices (applied "
     )
-    assert message.endswith("Z). Run the migrations first, then re-apply.")
+    assert message.endswith(f"Z). {wording.RUN_THE_MIGRATIONS}")
 
     done = manage(root, scratch, "migrate", "shop", "0003_refunds", "--no-input")
     assert done.returncode == 0, done.stderr

@@ -28,8 +28,9 @@ import uuid
 
 import pytest
 
-from tests.component.gate.conftest import Scratch
-from tests.component.gate.test_sources import read, verdict
+from tests.support import wording
+from tests.support.gate import read, verdict
+from tests.support.scratch import Scratch
 
 pytestmark = pytest.mark.component
 
@@ -73,8 +74,9 @@ async def test_rails_highest_version_as_rails_db_version(scratch: Scratch) -> No
     assert verdict("rails", "20260105000000", found) == (True, "")
     assert verdict("rails", "20260111000000", found) == (
         False,
-        "shop/api needs schema orders >= 20260111000000 (rails); orders records "
-        "20260110000000. Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api", "schema orders >= 20260111000000 (rails)", "orders", "20260110000000"
+        ),
     )
     # `rails db:rollback` deletes the version (schema_migration.rb `delete_version`).
     scratch.run("DELETE FROM schema_migrations WHERE version = '20260110000000'")
@@ -126,8 +128,12 @@ async def test_ef_core_migration_ids_and_names(scratch: Scratch) -> None:
     assert verdict("ef-core", "20260102120000_AddInvoices", found, "exact") == (True, "")
     assert verdict("ef-core", "AddRefunds", found) == (
         False,
-        "shop/api needs migration AddRefunds in orders (ef-core); orders records "
-        "20260102120000_AddInvoices. Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api",
+            "migration AddRefunds in orders (ef-core)",
+            "orders",
+            "20260102120000_AddInvoices",
+        ),
     )
 
 
@@ -184,9 +190,13 @@ async def test_prisma_finished_failed_rolled_back_and_locked(scratch: Scratch) -
     at = f"2026-11-20T10:00:00{zone}"
     assert verdict("prisma", "20260101_init", found) == (
         False,
-        "shop/api needs migration 20260101_init in orders (prisma); orders records a problem: "
-        f"migration 20260102_invoices started at {at} and did not finish: db error: relation "
-        '"x" already exists. Repair the migration history, then re-apply.',
+        wording.history_problem(
+            "shop/api",
+            "migration 20260101_init in orders (prisma)",
+            "orders",
+            f"migration 20260102_invoices started at {at} and did not finish: db error: "
+            'relation "x" already exists',
+        ),
     )
 
     # `migrate resolve --rolled-back`, then a deploy that succeeds.

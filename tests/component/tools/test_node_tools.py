@@ -18,9 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.component.gate.conftest import Scratch
-from tests.component.gate.test_sources import read, verdict
 from tests.component.tools import install
+from tests.support import wording
+from tests.support.gate import read, verdict
+from tests.support.scratch import Scratch
 from webhook.versions import Recorded
 
 pytestmark = pytest.mark.component
@@ -150,9 +151,12 @@ async def test_knex_middle_head_locked_and_failed(scratch: Scratch, tmp_path: Pa
         assert running.running == ("the knex migration lock is held",)
         assert verdict("knex", "20260102_invoices", running) == (
             False,
-            "shop/api needs migration 20260102_invoices in orders (knex); a migration is "
-            "running on orders: the knex migration lock is held. Retry when it finishes (a "
-            "lock left behind by a migration that died must be released with the tool).",
+            wording.migration_running(
+                "shop/api",
+                "migration 20260102_invoices in orders (knex)",
+                "orders",
+                "the knex migration lock is held",
+            ),
         )
     finally:
         out, err = await asyncio.wait_for(slow.communicate(), 60)
@@ -219,8 +223,12 @@ async def test_sequelize_middle_head_and_failed(scratch: Scratch, tmp_path: Path
     assert sequelize_up(project) == ["20260101-orders.js"]
     assert verdict("sequelize", "20260102-invoices", found) == (
         False,
-        "shop/api needs migration 20260102-invoices in orders (sequelize); orders records "
-        "20260101-orders. Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api",
+            "migration 20260102-invoices in orders (sequelize)",
+            "orders",
+            "20260101-orders",
+        ),
     )
 
     done = sequelize(project, "db:migrate", "--to", "20260102-invoices.js")
@@ -278,10 +286,12 @@ async def test_node_pg_migrate_middle_head_locked_and_failed(
     assert found.latest == "1767225600000_orders"
     allowed, message = verdict("node-pg-migrate", "1767312000000_invoices", found)
     assert not allowed
-    assert message == (
-        "shop/api needs migration 1767312000000_invoices in orders (node-pg-migrate); orders "
-        f"records 1767225600000_orders (applied {found.applied_at:%Y-%m-%dT%H:%M:%S}, time "
-        "zone not recorded). Run the migrations first, then re-apply."
+    assert message == wording.behind(
+        "shop/api",
+        "migration 1767312000000_invoices in orders (node-pg-migrate)",
+        "orders",
+        f"1767225600000_orders (applied {found.applied_at:%Y-%m-%dT%H:%M:%S}, "
+        "time zone not recorded)",
     )
     assert pg_migrate(tmp_path, scratch, "up") == ["1767312000000_invoices"]
     found = await read(scratch.url, "node-pg-migrate")
@@ -358,8 +368,12 @@ async def test_typeorm_middle_head_and_failed(scratch: Scratch, tmp_path: Path) 
     assert typeorm_applied(project) == ["CreateOrders1767225600000"]
     assert verdict("typeorm", "CreateInvoices1767312000000", found) == (
         False,
-        "shop/api needs migration CreateInvoices1767312000000 in orders (typeorm); orders "
-        "records CreateOrders1767225600000. Run the migrations first, then re-apply.",
+        wording.behind(
+            "shop/api",
+            "migration CreateInvoices1767312000000 in orders (typeorm)",
+            "orders",
+            "CreateOrders1767225600000",
+        ),
     )
 
     typeorm_add(project, "CreateInvoices1767312000000")

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.component.gate.conftest import Scratch
-from tests.component.gate.test_sources import read, verdict
 from tests.component.tools import install
+from tests.support.gate import read, verdict
+from tests.support.scratch import Scratch
 
 pytestmark = pytest.mark.component
 

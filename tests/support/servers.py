@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,16 +22,11 @@ from urllib.parse import quote
 import psycopg
 import pymysql
 
+from tests.support.net import free_port
+
 # Awkward on purpose: every URL carries it percent-encoded, and no message may show it.
 PASSWORD = "p@ss:w/rd%S3cret"
 START_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _binary(name: str, package: str, *extra_dirs: str) -> str:

@@ -1,6 +1,6 @@
-"""Real databases for the gate tests: a fresh, empty database per test on each engine
-(the session's PostgreSQL and MariaDB servers, see tests/conftest.py; SQLite: a file in
-the test's tmp)."""
+"""A fresh, empty database per test on each engine: the session's PostgreSQL and MariaDB
+servers (tests/conftest.py) and a SQLite file in the test's tmp. The `scratch` fixture
+(tests/component/conftest.py) makes one per engine with `new_scratch`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.component.gate.servers import MariaDBServer, PostgresServer
-from webhook.config import parse_config
-from webhook.lookup import Lookups
-from webhook.sources import open_source
+from tests.support.servers import MariaDBServer, PostgresServer
 
 ENGINES = ("postgresql", "mariadb", "sqlite")
 
@@ -57,9 +54,9 @@ class Scratch:
             conn.close()  # ends the transaction, releasing the lock
 
 
-@pytest.fixture(params=ENGINES)
-def scratch(request: pytest.FixtureRequest, tmp_path: Path) -> Scratch:
-    engine: str = request.param
+def new_scratch(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Scratch:
+    """An empty database on `engine`; the servers are the session fixtures `postgres` and
+    `mariadb`, asked for only when the engine needs them."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     if engine == "postgresql":
         pg: PostgresServer = request.getfixturevalue("postgres")
@@ -78,14 +75,3 @@ def scratch(request: pytest.FixtureRequest, tmp_path: Path) -> Scratch:
         f"sqlite://{path}",
         lambda: sqlite3.connect(path, isolation_level=None),
     )
-
-
-def lookups_for(url: str, tool: str, *, timeout: float = 2.0, **extra: Any) -> Lookups:
-    """Lookups over one database named `orders`, built the way `schemagate serve` builds them."""
-    config = parse_config(
-        {
-            "databases": {"orders": {"url": url, "tool": tool, "namespaces": ["shop"], **extra}},
-            "lookup": {"timeout_seconds": timeout},
-        }
-    )
-    return Lookups({"orders": open_source(config.databases["orders"], config.lookup_timeout)})

@@ -11,7 +11,8 @@ Sources (the statements below follow them column for column):
   database/mysql/mysql.go and database/sqlite3/sqlite3.go.
 - atlas: the ent schema cmd/atlas/internal/migrate/ent/migrate/schema.go as ent renders
   it for each dialect.
-- alembic: not here; tests run real Alembic migrations (test_alembic.py).
+- alembic: not here; tests run real Alembic migrations
+  (tests/component/gate/test_alembic.py).
 """
 
 from __future__ import annotations
