@@ -23,6 +23,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
+from tests.support.manifests import kubectl, rendered
 from webhook import workloads
 from webhook.cli import build_parser
 from webhook.config import parse_config
@@ -114,12 +115,6 @@ V1_20_CLIENT_CONFIG_FIELDS = {"url", "service", "caBundle"}
 
 
 # --- rendering -----------------------------------------------------------------------
-
-
-def kubectl() -> str:
-    path = shutil.which("kubectl")
-    assert path is not None, "kubectl (with built-in kustomize) is required to render manifests/"
-    return path
 
 
 @functools.cache
@@ -350,11 +345,7 @@ def test_without_rollouts_component_drops_only_rollouts(base: str, tmp_path: Pat
             }
         )
     )
-    result = subprocess.run(
-        [kubectl(), "kustomize", str(overlay)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    docs = rendered(overlay)
     (hook,) = webhooks(docs)
     (full,) = webhooks(render(base))
     assert intercepted(full) - intercepted(hook) == {("argoproj.io", "v1alpha1", "rollouts")}
@@ -949,17 +940,9 @@ def test_readme_overlay_example_renders_from_a_folder_at_the_repository_root() -
             "databases: {orders: {url_env: ORDERS_DATABASE_URL, tool: flyway, "
             "namespaces: [shop]}}\n"
         )
-        result = subprocess.run(
-            [kubectl(), "kustomize", str(folder)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        docs = rendered(folder)
     finally:
         shutil.rmtree(folder)
-    assert result.returncode == 0, result.stderr
-    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     env = env_of(server(only(docs, "Deployment", NAME)))
     assert env["ORDERS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "orders-db",
