@@ -18,6 +18,7 @@ from tests.node.workloads import (
     count_runs,
     deployment,
     dump,
+    first_line,
     logs,
     maybe_status,
     migrations,
@@ -65,7 +66,7 @@ def test_every_pod_migrates_before_its_app_starts(
         started = status_of(pod, "app")["state"]["running"]["startedAt"]
         assert moment(init["finishedAt"]) <= moment(started), name
         # The app's own first look at the database: the schema was already at head.
-        assert logs(kube, ns, name, "app").splitlines()[0] == "app found schema 0002"
+        assert first_line(kube, ns, name, "app") == "app found schema 0002"
     assert recorded(url) == ["0002"]
     assert columns(url, "orders") == ["id", "total", "status"]
     # The tool's output is readable with kubectl (the node's address is the gateway).

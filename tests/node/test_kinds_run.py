@@ -18,7 +18,7 @@ from tests.node.workloads import (
     MIGRATE,
     app_container,
     dump,
-    logs,
+    first_line,
     migrations,
     migrations_volume,
     moment,
@@ -49,7 +49,7 @@ def assert_migrated_first(kube: Kubectl, namespace: str, pod: dict[str, Any]) ->
     app = status_of(pod, "app")["state"]
     started = (app.get("running") or app["terminated"])["startedAt"]
     assert moment(init["finishedAt"]) <= moment(started), name
-    assert logs(kube, namespace, name, "app").splitlines()[0] == "app found schema 0002"
+    assert first_line(kube, namespace, name, "app") == "app found schema 0002"
 
 
 def test_a_statefulset_migrates_before_each_pod_starts(

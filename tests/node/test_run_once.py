@@ -26,6 +26,7 @@ from tests.node.workloads import (
     count_runs_mariadb,
     deployment,
     dump,
+    first_line,
     logs,
     maybe_status,
     migrations,
@@ -186,7 +187,7 @@ def test_once_runs_the_migration_once_before_any_app_container(
         app = status_of(pod, "app")
         assert app.get("restartCount", 0) == 0
         assert moment(app["state"]["running"]["startedAt"]) >= finished, name
-        assert logs(kube, ns, name, "app").splitlines()[0] == "app found schema 0002"
+        assert first_line(kube, ns, name, "app") == "app found schema 0002"
         assert "succeeded" in logs(kube, ns, name, WAIT)
     events = kube.json("get", "events", "-n", ns, "--field-selector", "involvedObject.name=orders")
     reasons = {e["reason"] for e in events["items"] if e["involvedObject"]["kind"] == "Deployment"}

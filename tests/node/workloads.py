@@ -196,6 +196,19 @@ def logs(kube: Kubectl, namespace: str, pod: str, container: str) -> str:
     return kube("logs", "-n", namespace, pod, "-c", container, check=True).stdout
 
 
+def first_line(kube: Kubectl, namespace: str, pod: str, container: str) -> str:
+    """The first line a running container logged, waiting for it: the kubelet reports a
+    container running before its first write reaches the log."""
+    lines: list[str] = []
+
+    def logged() -> bool:
+        lines[:] = logs(kube, namespace, pod, container).splitlines()
+        return bool(lines)
+
+    wait_for(f"the first log line of {pod}/{container}", logged)
+    return lines[0]
+
+
 def previous_logs(kube: Kubectl, namespace: str, pod: str, container: str) -> str | None:
     """The log of the container's previous run, or None once the runtime has removed it
     (the kubelet keeps one dead instance per container, and not always that)."""
