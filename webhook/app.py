@@ -106,10 +106,10 @@ async def mutate(request: web.Request) -> web.Response:
         busy.force_close()
         return busy
     try:
-        body = await _body(state, request)
-        if isinstance(body, web.Response):
-            return body
-        return await _answer(state, body)
+        decoded = await _decode(state, request)
+        if isinstance(decoded, web.Response):
+            return decoded
+        return await _answer(state, decoded)
     finally:
         await state.budget.give(taken)
 
@@ -135,7 +135,7 @@ def _refused(state: State, request: web.Request) -> web.Response | None:
     return None
 
 
-async def _body(state: State, request: web.Request) -> AdmissionRequest | web.Response:
+async def _decode(state: State, request: web.Request) -> AdmissionRequest | web.Response:
     """The decoded review, or the 4xx that answers a body too slow, too large or not one."""
     seconds = state.limits.body_seconds
     try:
