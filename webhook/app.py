@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from prometheus_client import Counter, Histogram
 
-from webhook import decide, review
+from webhook import accesslog, decide, review
 from webhook.config import Config
 from webhook.lookup import Lookups, answer_gate
 from webhook.metrics import CONTENT_TYPE, Metrics
@@ -155,17 +155,14 @@ async def _review(state: State, request: web.Request) -> web.Response:
     elapsed = time.perf_counter() - start
     decision = _decision(answer)
     _observe(state, (admission.operation, route, decision), elapsed)
-    log.info(
-        "admission",
-        extra={
-            "uid": admission.uid,
-            "object": admission.ref,
-            "operation": admission.operation,
-            "mode": route,
-            "decision": decision,
-            "dry_run": admission.dry_run,
-            "duration_ms": round(elapsed * 1000, 3),
-        },
+    accesslog.admission(
+        admission.uid,
+        admission.ref,
+        admission.operation,
+        route,
+        decision,
+        admission.dry_run,
+        round(elapsed * 1000, 3),
     )
     return web.Response(body=review.dumps(review.encode(admission.uid, answer)), headers=_JSON)
 
