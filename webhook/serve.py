@@ -11,20 +11,24 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import uvloop
 from aiohttp import web
 
 from webhook.app import State, make_app
-from webhook.certsync import CertSecret, sync_forever, sync_once
 from webhook.config import Config, StartupError
 from webhook.lookup import Lookups
 from webhook.metrics import Metrics
 from webhook.sources import open_source
 from webhook.tls import REFUSALS, Refusal, ServingTLS
 
+if TYPE_CHECKING:
+    from webhook.certsync import CertSecret
+
 log = logging.getLogger(__name__)
+
+_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 WAIT_POLL_SECONDS = 0.5
@@ -87,6 +91,10 @@ async def serve(options: ServeOptions) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and finish in-flight requests."""
     metrics = Metrics()
     if options.cert_secret is not None:
+        # The Kubernetes client is imported only here: without --cert-secret the server
+        # never talks to the API server, and the client is most of a bare server's memory.
+        from webhook.certsync import sync_once
+
         await sync_once(options.cert_secret, options.tls_cert.parent)
     else:
         await _wait_for_files(options.tls_cert, options.tls_key, options.tls_wait)
@@ -110,7 +118,6 @@ async def serve(options: ServeOptions) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     app = make_app(state)
-    app.middlewares.append(_track_requests)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -124,11 +131,16 @@ async def serve(options: ServeOptions) -> None:
         auto_decompress=False,
     )
     await runner.setup()
+    assert runner.server is not None
+    # Around every request of every connection (each copies the handler when it opens).
+    runner.server.request_handler = _tracked(runner.server.request_handler)
     watcher = asyncio.create_task(
         tls.watch(options.reload_seconds, lambda result: metrics.cert_reloads.labels(result).inc())
     )
     tasks = [watcher]
     if options.cert_secret is not None:
+        from webhook.certsync import sync_forever
+
         tasks.append(
             asyncio.create_task(sync_forever(options.cert_secret, options.tls_cert.parent))
         )
@@ -310,7 +322,7 @@ class _Guard(asyncio.Protocol):
     """Between TLS and aiohttp's protocol: a deadline on request headers, and the slot.
 
     Armed when TLS is established and at the first byte of each later request, disarmed
-    when aiohttp starts handling a request (`_track_requests`); idle keep-alive
+    when aiohttp starts handling a request (`_tracked`); idle keep-alive
     connections are aiohttp's (`Limits.idle_seconds`).
     """
 
@@ -383,16 +395,23 @@ class _Guard(asyncio.Protocol):
         self._transport.abort()
 
 
-@web.middleware
-async def _track_requests(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    transport = request.transport
-    guard = transport.get_protocol() if transport is not None else None
-    if not isinstance(guard, _Guard):
-        return await handler(request)
-    guard.request_started()
-    try:
-        return await handler(request)
-    finally:
-        guard.request_finished()
+def _tracked(handler: _Handler) -> _Handler:
+    """`handler`, telling the connection's `_Guard` while a request is being handled.
+
+    Wrapped around the server's handler rather than added as a middleware: with any
+    middleware aiohttp also runs its own current-app middleware around every request, two
+    coroutines and a context manager more per admission.
+    """
+
+    async def tracked(request: web.BaseRequest) -> web.StreamResponse:
+        transport = request.transport
+        guard = transport.get_protocol() if transport is not None else None
+        if not isinstance(guard, _Guard):
+            return await handler(request)
+        guard.request_started()
+        try:
+            return await handler(request)
+        finally:
+            guard.request_finished()
+
+    return tracked
