@@ -37,6 +37,7 @@ class BodyBudget:
         self.limit = limit
         self._free = limit
         self._room = asyncio.Condition()
+        self._waiting = 0
 
     async def take(self, size: int, wait: float) -> int:
         """Take `size` bytes (at most the whole budget) and return what was taken;
@@ -47,15 +48,20 @@ class BodyBudget:
             # lock, as nothing else runs between the check and the take.
             self._free -= size
             return size
-        async with asyncio.timeout(wait), self._room:
-            await self._room.wait_for(lambda: self._free >= size)
-            self._free -= size
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(wait), self._room:
+                await self._room.wait_for(lambda: self._free >= size)
+                self._free -= size
+        finally:
+            self._waiting -= 1
         return size
 
     async def give(self, size: int) -> None:
         self._free += size
-        async with self._room:
-            self._room.notify_all()
+        if self._waiting:  # only an oversized review ever waits: skip the lock otherwise
+            async with self._room:
+                self._room.notify_all()
 
 
 @dataclass
@@ -99,7 +105,11 @@ async def mutate(request: web.Request) -> web.Response:
         refusal = _client_refusal(request)
         if refusal is not None:
             return _bad(state, 403, refusal)
-    if request.content_type != "application/json":
+    # The API server's exact header skips content_type's parsing; any other is parsed.
+    if (
+        request.headers.get("Content-Type") != "application/json"
+        and request.content_type != "application/json"
+    ):
         return _bad(
             state, 415, f"content type must be application/json, got {request.content_type}"
         )
