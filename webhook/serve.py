@@ -34,6 +34,7 @@ _Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 WAIT_POLL_SECONDS = 0.5
 # How long a refused client gets to read its TLS alert before the connection closes.
 ALERT_LINGER_SECONDS = 1.0
+TIMER_SLACK_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,9 @@ class _Guard(asyncio.Protocol):
 
     Armed when TLS is established and at the first byte of each later request, disarmed
     when aiohttp starts handling a request (`_tracked`); idle keep-alive
-    connections are aiohttp's (`Limits.idle_seconds`).
+    connections are aiohttp's (`Limits.idle_seconds`). Arming sets a deadline; one
+    timer per connection checks it when due and sets itself for a later deadline, so a
+    request costs no timer of its own.
     """
 
     def __init__(
@@ -334,6 +337,7 @@ class _Guard(asyncio.Protocol):
         self._release: Callable[[], None] | None = release
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time by which headers must be in
         self._busy = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -344,11 +348,14 @@ class _Guard(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.release()
         self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy and self._timer is None:
+        if not self._busy and self._deadline is None:
             self._arm()
         self._inner.data_received(data)
 
@@ -374,16 +381,23 @@ class _Guard(asyncio.Protocol):
             release()
 
     def _arm(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(self._header_seconds, self._expire)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._header_seconds
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._expire)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
 
     def _expire(self) -> None:
         self._timer = None
-        if self._busy or self._transport is None:
+        if self._busy or self._transport is None or self._deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        # Armed again since this timer was set. (Timers may fire a little early, as
+        # uvloop counts in milliseconds: within the slack this deadline is the one due.)
+        if loop.time() < self._deadline - TIMER_SLACK_SECONDS:
+            self._timer = loop.call_at(self._deadline, self._expire)
             return
         peer = self._transport.get_extra_info("peername")
         log.info(
