@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench import burst, load, procs
+from bench import burst, footprint, load, procs
 from bench.bodies import DATABASE, NAMESPACE, RECORDED_VERSION, Bodies, Body, write_all
 from bench.procs import Server
 from bench.report import loglog_exponent, markdown, median, percentile, ratio
@@ -317,6 +317,20 @@ class Bench:
             "failed": failed,
         }
 
+    def footprint(self, body: Body) -> dict[str, Any]:
+        dev = footprint.seed_dev_database(self.work)
+        started = footprint.startup(self.tls, dev, 2 if self.s.rounds == 1 else 5)
+        config = self.work / "config-5.yaml"
+        config.write_text(config_text(5))
+        engines = {
+            "sqlite": (footprint.DEV_CONFIG, dev),
+            "postgresql": (config, self.env),
+            "mysql": footprint.mysql_config(self.work),
+        }
+        memory = footprint.memory(self.work, self.tls, body, engines, self.s.wrk_seconds)
+        self.failed += memory["failed"]
+        return {"startup": started, "memory": memory}
+
 
 def machine() -> dict[str, Any]:
     model = "unknown"
@@ -365,6 +379,9 @@ def targets(results: dict[str, Any], failed: int) -> list[dict[str, Any]]:
     cold_sg, cold_ref = cold["servers"]["schemagate"], cold["servers"]["reference"]
     growth = results["growth"]["schemagate"]
     soak = results["soak"]
+    memory = results["footprint"]["memory"]
+    sqlite = memory["engines"]["sqlite"]
+    started = results["footprint"]["startup"]["schemagate"]
     return [
         {
             "target": "inject throughput ≥ 0.9x the reference",
@@ -395,6 +412,18 @@ def targets(results: dict[str, Any], failed: int) -> list[dict[str, Any]]:
             "target": "soak: RSS at the end within 10% of RSS after the first requests",
             "value": f"{soak['change_pct']:+.1f}%",
             "met": abs(soak["change_pct"]) <= 10,
+        },
+        {
+            "target": "peak RSS ≤ 1.3x the reference's, `make run`'s configuration (SQLite)",
+            "value": f"{sqlite['peak_rss_mib']:.1f} MiB, {sqlite['ratio']:.2f}x "
+            f"(PostgreSQL {memory['engines']['postgresql']['ratio']:.2f}x, "
+            f"MySQL {memory['engines']['mysql']['ratio']:.2f}x)",
+            "met": sqlite["ratio"] <= 1.3,
+        },
+        {
+            "target": "start-up, process start to /readyz 200, ≤ 1.0 s (warm page cache)",
+            "value": f"{started['median']:.3f} s median, {started['max']:.3f} s slowest",
+            "met": started["max"] <= 1.0,
         },
         {"target": "no request failed", "value": str(failed), "met": failed == 0},
     ]
@@ -439,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             results["growth"] = bench.growth(bodies.growth)
             results["soak"] = bench.soak(bodies.typical)
+            results["footprint"] = bench.footprint(bodies.typical)
         results["burst"] = burst.run(work, args.quick)
         info["loadavg_end"] = _loadavg()
         info["schemagate_loop"] = bench.loop

@@ -157,24 +157,31 @@ def _start(
     raise RuntimeError(f"{name} not healthy in 30 s:\n{log.read_text()[-2000:]}")
 
 
-def start_schemagate(config: Path, tls_dir: Path, log: Path, env: dict[str, str]) -> Server:
-    port = free_port()
-    argv = [
+def schemagate_argv(config: Path, tls_dir: Path, port: int) -> list[str]:
+    return [
         str(SCHEMAGATE), "serve", "--config", str(config),
         "--tls-cert", str(tls_dir / "tls.crt"), "--tls-key", str(tls_dir / "tls.key"),
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
+
+
+def reference_argv(tls_dir: Path, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "bench.reference",
+        "--tls-cert", str(tls_dir / "tls.crt"), "--tls-key", str(tls_dir / "tls.key"),
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+
+
+def start_schemagate(config: Path, tls_dir: Path, log: Path, env: dict[str, str]) -> Server:
+    port = free_port()
+    argv = schemagate_argv(config, tls_dir, port)
     return _start("schemagate", argv, log, tls_dir / "ca.crt", port, env)
 
 
 def start_reference(tls_dir: Path, log: Path) -> Server:
     port = free_port()
-    argv = [
-        sys.executable, "-m", "bench.reference",
-        "--tls-cert", str(tls_dir / "tls.crt"), "--tls-key", str(tls_dir / "tls.key"),
-        "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    return _start("reference", argv, log, tls_dir / "ca.crt", port, {})
+    return _start("reference", reference_argv(tls_dir, port), log, tls_dir / "ca.crt", port, {})
 
 
 @contextlib.contextmanager

@@ -122,6 +122,24 @@ def markdown(results: dict[str, Any]) -> str:
         f"after {k['first']:,}, {k['rss_end_mib']:.1f} MiB at the end ({k['change_pct']:+.1f}%); "
         f"{k['failed']} failed.",
         "",
+    ]
+    f = results["footprint"]
+    up, mem = f["startup"], f["memory"]
+    lines += [
+        f"Start-up, process start to ready, `make run`'s configuration: schemagate "
+        f"{up['schemagate']['median']:.3f} s median ({up['schemagate']['max']:.3f} s slowest) "
+        f"to /readyz; reference {up['reference']['median']:.3f} s to /healthz.",
+        "",
+        "Peak RSS per configured engine, the same inject load on each:",
+        "",
+    ]
+    mem_rows = [["reference", "", f"{mem['reference_peak_rss_mib']:.1f}", ""]]
+    for engine, e in mem["engines"].items():
+        mem_rows.append([f"schemagate, {engine}", e["config"], f"{e['peak_rss_mib']:.1f}",
+                         _x(e["ratio"])])  # fmt: skip
+    lines += _table(["server", "config", "peak RSS MiB", "xref"], mem_rows)
+    lines += [
+        "",
         "Targets:",
         "",
     ]

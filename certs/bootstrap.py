@@ -24,6 +24,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException
 
+from certs.errors import BootstrapError as BootstrapError
 from certs.issue import KeyPair, service_dns_names
 from certs.rotation import SETTLE, Phase, plan
 
@@ -32,10 +33,6 @@ ATTEMPTS = 5
 TIMEOUT = 10
 
 T = TypeVar("T")
-
-
-class BootstrapError(RuntimeError):
-    """The API server refused or could not be reached; str() is a one-line reason."""
 
 
 class _Conflict(Exception):

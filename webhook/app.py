@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -14,15 +13,13 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from prometheus_client import Counter, Histogram
 
-from webhook import admission, decide, review
+from webhook import accesslog, admission, decide, review
 from webhook.config import Config
 from webhook.limits import Limits
 from webhook.lookup import Lookups
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.review import AdmissionRequest, BadReview
 from webhook.tls import ServingTLS
-
-log = logging.getLogger("schemagate.admission")
 
 
 class BodyBudget:
@@ -35,6 +32,7 @@ class BodyBudget:
         self.limit = limit
         self._free = limit
         self._room = asyncio.Condition()
+        self._waiting = 0
 
     async def take(self, size: int, wait: float) -> int:
         """Take `size` bytes (at most the whole budget) and return what was taken;
@@ -45,15 +43,20 @@ class BodyBudget:
             # lock, as nothing else runs between the check and the take.
             self._free -= size
             return size
-        async with asyncio.timeout(wait), self._room:
-            await self._room.wait_for(lambda: self._free >= size)
-            self._free -= size
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(wait), self._room:
+                await self._room.wait_for(lambda: self._free >= size)
+                self._free -= size
+        finally:
+            self._waiting -= 1
         return size
 
     async def give(self, size: int) -> None:
         self._free += size
-        async with self._room:
-            self._room.notify_all()
+        if self._waiting:  # only an oversized review ever waits: skip the lock otherwise
+            async with self._room:
+                self._room.notify_all()
 
 
 @dataclass
@@ -120,7 +123,11 @@ def _refused(state: State, request: web.Request) -> web.Response | None:
         refusal = _client_refusal(request)
         if refusal is not None:
             return _bad(state, 403, refusal)
-    if request.content_type != "application/json":
+    # The API server's exact header skips content_type's parsing; any other is parsed.
+    if (
+        request.headers.get("Content-Type") != "application/json"
+        and request.content_type != "application/json"
+    ):
         return _bad(
             state, 415, f"content type must be application/json, got {request.content_type}"
         )
@@ -164,17 +171,14 @@ async def _answer(state: State, request: AdmissionRequest) -> web.Response:
         state.in_flight -= 1
     elapsed = time.perf_counter() - start
     _observe(state, (request.operation, answered.mode, answered.decision), elapsed)
-    log.info(
-        "admission",
-        extra={
-            "uid": request.uid,
-            "object": request.ref,
-            "operation": request.operation,
-            "mode": answered.mode,
-            "decision": answered.decision,
-            "dry_run": request.dry_run,
-            "duration_ms": round(elapsed * 1000, 3),
-        },
+    accesslog.admission(
+        request.uid,
+        request.ref,
+        request.operation,
+        answered.mode,
+        answered.decision,
+        request.dry_run,
+        round(elapsed * 1000, 3),
     )
     body = review.dumps(review.encode(request.uid, answered.response))
     return web.Response(body=body, headers=_JSON)

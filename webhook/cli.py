@@ -322,8 +322,8 @@ def _controller(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from certs.bootstrap import BootstrapError
-    from webhook.certsync import CertSecret
+    # Only what serving needs: the Kubernetes client waits for --cert-secret.
+    from certs.errors import BootstrapError
     from webhook.serve import ServeOptions, run
 
     logs.configure(args.log_level)
@@ -340,6 +340,8 @@ def _serve(args: argparse.Namespace) -> int:
                 flags = ", ".join("--" + f.replace("_", "-") for f in missing)
                 print(f"schemagate: --cert-secret needs {flags}", file=sys.stderr)
                 return 2
+            from webhook.certsync import CertSecret
+
             cert_secret = CertSecret(
                 args.namespace,
                 args.service,

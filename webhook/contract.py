@@ -180,7 +180,10 @@ def _optional_text(annots: Mapping[str, Any], key: str) -> str | None:
     if len(value) > MAX_VALUE_CHARS:
         raise Invalid(f"annotation {key}: {len(value)} characters exceeds {MAX_VALUE_CHARS}")
     value = value.strip()
-    if any(c.isspace() or not c.isprintable() for c in value):
+    # str.isprintable looks at the whole string at once; the only space it passes is " ".
+    if not (value.isprintable() and " " not in value) and any(
+        c.isspace() or not c.isprintable() for c in value
+    ):
         raise Invalid(
             f"annotation {key}: {show(value)} must not contain spaces or control characters"
         )

@@ -215,6 +215,8 @@ def _guard(path: str, index: int, name: str) -> dict[str, Any]:
 
 def _printable(text: str) -> str:
     """kubectl prints warnings to a terminal: escape control characters from the object."""
+    if text.isprintable():  # the usual case, checked at once rather than per character
+        return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from webhook import accesslog
+
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
 
 
@@ -28,11 +30,21 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes after the admission lines `webhook.accesslog` holds, so lines stay in order."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        accesslog.flush()
+        super().emit(record)
+
+
 def configure(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # aiohttp's access log would add a second line per admission; ours carries more.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The line per admission goes to the same stream, past the logging machinery.
+    accesslog.install(sys.stderr)

@@ -11,13 +11,12 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import uvloop
 from aiohttp import web
 
 from webhook.app import State, make_app
-from webhook.certsync import CertSecret, sync_forever, sync_once
 from webhook.config import Config, StartupError
 from webhook.decide import excluded
 from webhook.limits import Limits
@@ -26,12 +25,18 @@ from webhook.metrics import Metrics
 from webhook.sources import open_source
 from webhook.tls import REFUSALS, Refusal, ServingTLS
 
+if TYPE_CHECKING:
+    from webhook.certsync import CertSecret
+
 log = logging.getLogger(__name__)
+
+_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 WAIT_POLL_SECONDS = 0.5
 # How long a refused client gets to read its TLS alert before the connection closes.
 ALERT_LINGER_SECONDS = 1.0
+TIMER_SLACK_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ async def serve(options: ServeOptions) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and finish in-flight requests."""
     metrics = Metrics()
     if options.cert_secret is not None:
+        # The Kubernetes client is imported only here: without --cert-secret the server
+        # never talks to the API server, and the client is most of a bare server's memory.
+        from webhook.certsync import sync_once
+
         await sync_once(options.cert_secret, options.tls_cert.parent)
     else:
         await _wait_for_files(options.tls_cert, options.tls_key, options.tls_wait)
@@ -88,7 +97,6 @@ async def serve(options: ServeOptions) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     app = make_app(state)
-    app.middlewares.append(_track_requests)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -102,11 +110,16 @@ async def serve(options: ServeOptions) -> None:
         auto_decompress=False,
     )
     await runner.setup()
+    assert runner.server is not None
+    # Around every request of every connection (each copies the handler when it opens).
+    runner.server.request_handler = _tracked(runner.server.request_handler)
     watcher = asyncio.create_task(
         tls.watch(options.reload_seconds, lambda result: metrics.cert_reloads.labels(result).inc())
     )
     tasks = [watcher]
     if options.cert_secret is not None:
+        from webhook.certsync import sync_forever
+
         tasks.append(
             asyncio.create_task(sync_forever(options.cert_secret, options.tls_cert.parent))
         )
@@ -288,8 +301,10 @@ class _Guard(asyncio.Protocol):
     """Between TLS and aiohttp's protocol: a deadline on request headers, and the slot.
 
     Armed when TLS is established and at the first byte of each later request, disarmed
-    when aiohttp starts handling a request (`_track_requests`); idle keep-alive
-    connections are aiohttp's (`Limits.idle_seconds`).
+    when aiohttp starts handling a request (`_tracked`); idle keep-alive
+    connections are aiohttp's (`Limits.idle_seconds`). Arming sets a deadline; one
+    timer per connection checks it when due and sets itself for a later deadline, so a
+    request costs no timer of its own.
     """
 
     def __init__(
@@ -300,6 +315,7 @@ class _Guard(asyncio.Protocol):
         self._release: Callable[[], None] | None = release
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time by which headers must be in
         self._busy = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -310,11 +326,14 @@ class _Guard(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.release()
         self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy and self._timer is None:
+        if not self._busy and self._deadline is None:
             self._arm()
         self._inner.data_received(data)
 
@@ -340,16 +359,23 @@ class _Guard(asyncio.Protocol):
             release()
 
     def _arm(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(self._header_seconds, self._expire)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._header_seconds
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._expire)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
 
     def _expire(self) -> None:
         self._timer = None
-        if self._busy or self._transport is None:
+        if self._busy or self._transport is None or self._deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        # Armed again since this timer was set. (Timers may fire a little early, as
+        # uvloop counts in milliseconds: within the slack this deadline is the one due.)
+        if loop.time() < self._deadline - TIMER_SLACK_SECONDS:
+            self._timer = loop.call_at(self._deadline, self._expire)
             return
         peer = self._transport.get_extra_info("peername")
         log.info(
@@ -361,16 +387,23 @@ class _Guard(asyncio.Protocol):
         self._transport.abort()
 
 
-@web.middleware
-async def _track_requests(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    transport = request.transport
-    guard = transport.get_protocol() if transport is not None else None
-    if not isinstance(guard, _Guard):
-        return await handler(request)
-    guard.request_started()
-    try:
-        return await handler(request)
-    finally:
-        guard.request_finished()
+def _tracked(handler: _Handler) -> _Handler:
+    """`handler`, telling the connection's `_Guard` while a request is being handled.
+
+    Wrapped around the server's handler rather than added as a middleware: with any
+    middleware aiohttp also runs its own current-app middleware around every request, two
+    coroutines and a context manager more per admission.
+    """
+
+    async def tracked(request: web.BaseRequest) -> web.StreamResponse:
+        transport = request.transport
+        guard = transport.get_protocol() if transport is not None else None
+        if not isinstance(guard, _Guard):
+            return await handler(request)
+        guard.request_started()
+        try:
+            return await handler(request)
+        finally:
+            guard.request_finished()
+
+    return tracked
