@@ -134,38 +134,20 @@ def admission(
     duration_ms: float,
 ) -> None:
     """Log one admission, at info, with the fields of every admission line."""
+    fields = {
+        "uid": uid,
+        "object": ref,
+        "operation": operation,
+        "mode": mode,
+        "decision": decision,
+        "dry_run": dry_run,
+        "duration_ms": duration_ms,
+    }
     sink = _sink
     if sink is None:
-        log.info(
-            "admission",
-            extra={
-                "uid": uid,
-                "object": ref,
-                "operation": operation,
-                "mode": mode,
-                "decision": decision,
-                "dry_run": dry_run,
-                "duration_ms": duration_ms,
-            },
-        )
+        log.info("admission", extra=fields)
         return
     if not log.isEnabledFor(logging.INFO):
         return
-    sink.write(
-        orjson.dumps(
-            {
-                "time": _clock.stamp(_now()),
-                "level": "info",
-                "logger": LOGGER,
-                "msg": "admission",
-                "uid": uid,
-                "object": ref,
-                "operation": operation,
-                "mode": mode,
-                "decision": decision,
-                "dry_run": dry_run,
-                "duration_ms": duration_ms,
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
-    )
+    line = {"time": _clock.stamp(_now()), "level": "info", "logger": LOGGER, "msg": "admission"}
+    sink.write(orjson.dumps(line | fields, option=orjson.OPT_APPEND_NEWLINE))

@@ -36,7 +36,7 @@ from webhook import app, contract, decide, review, serve, status
 from webhook.cli import build_parser, main
 from webhook.config import Config, ConfigError, StartupError, parse_config
 from webhook.evaluate import evaluate
-from webhook.gate import Unreachable
+from webhook.gate import Found, Unreachable
 from webhook.limits import Limits
 from webhook.lookup import Lookups
 from webhook.tools import TOOLS
@@ -446,7 +446,7 @@ def _workload(
 def _gate_answer(
     tool: str,
     version: str,
-    found: Recorded | Unreachable | None,
+    found: Found | None,
     *,
     database: str = "orders",
     namespace: str = "shop",
@@ -554,7 +554,7 @@ def test_the_status_example_is_what_status_prints() -> None:
             }
         }
     )
-    gates: dict[tuple[str, str], tuple[str, str, Recorded | Unreachable]] = {
+    gates: dict[tuple[str, str], tuple[str, str, Found]] = {
         ("billing", "ledger"): ("ledger", "7", Unreachable("timed out")),
         ("shop", "orders"): ("orders", "42", Recorded(True, latest="41", applied_at=AT)),
     }

@@ -37,7 +37,7 @@ from webhook import decide
 from webhook.config import parse_config
 from webhook.contract import ANNOTATIONS, LABEL, PREFIX
 from webhook.decide import PendingGate
-from webhook.gate import Unreachable
+from webhook.gate import Found, Unreachable
 from webhook.review import AdmissionResponse, BadReview, encode, parse_review
 from webhook.tools import INJECT_TOOLS
 from webhook.versions import Recorded
@@ -286,7 +286,7 @@ def _check_encoding(uid: str, answer: AdmissionResponse) -> list[dict[str, Any]]
 @PROFILE
 @given(doc=reviews(), found=FOUND, policy=st.sampled_from(["closed", "open"]))
 def test_every_review_gets_a_well_formed_answer_and_patches_apply(
-    doc: dict[str, Any], found: Recorded | Unreachable, policy: str
+    doc: dict[str, Any], found: Found, policy: str
 ) -> None:
     try:
         request = parse_review(orjson.dumps(doc))

@@ -12,7 +12,7 @@ from tests.factories import deployment, review, workload
 from tests.support import wording
 from webhook import decide
 from webhook.config import Config, DatabaseConfig
-from webhook.gate import GateCheck, Unreachable, needs_check
+from webhook.gate import Found, GateCheck, Unreachable, needs_check
 from webhook.review import AdmissionResponse, parse_review
 from webhook.versions import Recorded, is_version, version_key
 
@@ -46,7 +46,7 @@ def _plan(
 def _answer(
     tool: str,
     version: str,
-    found: Recorded | Unreachable,
+    found: Found,
     match: str | None = None,
     policy: str = "closed",
 ) -> AdmissionResponse:
@@ -151,7 +151,7 @@ def test_satisfaction(
         ),
     ],
 )
-def test_denial_messages(tool: str, found: Recorded | Unreachable, message: str) -> None:
+def test_denial_messages(tool: str, found: Found, message: str) -> None:
     answer = _answer(tool, "42", found)
     assert not answer.allowed
     assert answer.message == message

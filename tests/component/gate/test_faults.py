@@ -17,7 +17,7 @@ from tests.support.gate import lookups_for
 from tests.support.scratch import Scratch
 from tests.support.servers import PASSWORD, MariaDBServer, PostgresServer
 from webhook.config import parse_config
-from webhook.gate import GateCheck, Unreachable, decide_gate
+from webhook.gate import Found, GateCheck, Unreachable, decide_gate
 from webhook.lookup import FAILURE_TTL
 from webhook.versions import Recorded
 
@@ -28,7 +28,7 @@ DEADLINE = 1.0
 SLACK = 0.4
 
 
-async def timed_get(url: str, tool: str = "flyway") -> tuple[Recorded | Unreachable, float]:
+async def timed_get(url: str, tool: str = "flyway") -> tuple[Found, float]:
     lookups = lookups_for(url, tool, timeout=DEADLINE)
     started = time.monotonic()
     try:
@@ -38,7 +38,7 @@ async def timed_get(url: str, tool: str = "flyway") -> tuple[Recorded | Unreacha
     return fetched.found, time.monotonic() - started
 
 
-def answers(found: Recorded | Unreachable) -> dict[str, tuple[bool, str, tuple[str, ...]]]:
+def answers(found: Found) -> dict[str, tuple[bool, str, tuple[str, ...]]]:
     """The gate's answer to shop/api needing orders >= 1 under each on_unreachable policy."""
     out = {}
     for policy in ("closed", "open"):
