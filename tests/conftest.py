@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ import pytest
 from certs.files import issue_to_dir
 from tests.support import summary
 from tests.support.servers import MariaDBServer, PostgresServer
+from webhook import accesslog, logs
 
 # Seconds spent per tier (tests/<tier>/...): setup, call and teardown, session fixtures
 # included (they are charged to the test that first or last uses them).
@@ -62,6 +64,20 @@ def pytest_terminal_summary(
 def _tier(nodeid: str) -> str | None:
     parts = nodeid.split("/")
     return parts[1] if len(parts) > 2 and parts[0] == "tests" else None
+
+
+@pytest.fixture(autouse=True)
+def _process_logging_undone() -> Iterator[None]:
+    """A command run in-process (`main(["check", ...])`) sets up logging for a whole
+    process: the root level (`check` sets error), its JSON handler and the admission
+    line's sink. Undo that after each test, so a later test's caplog sees what it logs
+    whatever ran before it."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    accesslog.uninstall()
+    root.handlers[:] = [h for h in root.handlers if type(h).__module__ != logs.__name__]
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
