@@ -13,20 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import Dialect, Docs, Gate, History, Location, Row, Tool, select
+from webhook.tools.base import Docs, Gate, Row, Tool, one_table, rows_of
 from webhook.versions import Recorded
-
-
-def location(dialect: Dialect) -> Location:
-    return Location(None, "alembic_version")
-
-
-def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-    return (select("version_num", where, dialect),)
-
-
-def parse(results: Sequence[Sequence[Row]]) -> Recorded:
-    return alembic_history(results[0])
 
 
 def alembic_history(rows: Sequence[Row]) -> Recorded:
@@ -43,8 +31,8 @@ TOOL = Tool(
     gate=Gate(
         compare="graph",
         matches=("exact",),
-        history=History(location=location, queries=queries),
-        parse=parse,
+        history=one_table("alembic_version", "version_num"),
+        parse=rows_of(alembic_history),
         wanted="",
         current="head",
         unmet_note=(

@@ -155,17 +155,25 @@ def quoted(error: Any) -> str:
     return " ".join(str(error).split())[:MAX_QUOTED]
 
 
-def version_table(table: str, column: str = "version") -> History:
-    """A table of applied versions, one per row, in the connection's default schema."""
+def one_table(table: str, columns: str = "version", tail: str = "") -> History:
+    """A history that is one table of the same name on every engine, in the connection's
+    default schema, read by one query of `columns` (then `tail`, e.g. an ORDER BY)."""
 
     def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-        return (select(column, where, dialect),)
+        return (select(columns, where, dialect, tail),)
 
     return History(location=lambda dialect: Location(None, table), queries=queries)
 
 
+def rows_of(
+    parse: Callable[[Sequence[Row]], Recorded],
+) -> Callable[[Sequence[Sequence[Row]]], Recorded]:
+    """The `Gate.parse` of a tool with one query: `parse` over that query's rows."""
+    return lambda results: parse(results[0])
+
+
 def highest_version(results: Sequence[Sequence[Row]]) -> Recorded:
-    """The rows of a `version_table`: the highest version is current."""
+    """The rows of a `one_table` of versions: the highest version is current."""
     versions = [str(row[0]) for row in results[0] if row[0] is not None]
     return Recorded(True, max(versions, key=version_key, default=None))
 

@@ -12,12 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import Docs, Gate, Row, Tool, quoted
+from webhook.tools.base import Docs, Gate, Row, Tool, quoted, rows_of
 from webhook.versions import Recorded, version_key
-
-
-def parse(results: Sequence[Sequence[Row]]) -> Recorded:
-    return custom_history(results[0])
 
 
 def custom_history(rows: Sequence[Row]) -> Recorded:
@@ -52,7 +48,7 @@ TOOL = Tool(
         compare="ordered",
         matches=("at-least", "exact"),
         history=None,
-        parse=parse,
+        parse=rows_of(custom_history),
         wanted="",
         current="",
         docs=Docs(

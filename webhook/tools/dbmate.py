@@ -9,7 +9,7 @@ dbmate takes no lock.
 
 from __future__ import annotations
 
-from webhook.tools.base import Docs, Gate, Tool, highest_version, version_table
+from webhook.tools.base import Docs, Gate, Tool, highest_version, one_table
 
 TOOL = Tool(
     name="dbmate",
@@ -20,7 +20,7 @@ TOOL = Tool(
     gate=Gate(
         compare="ordered",
         matches=("at-least", "exact"),
-        history=version_table("schema_migrations"),
+        history=one_table("schema_migrations"),
         parse=highest_version,
         wanted="",
         current="",

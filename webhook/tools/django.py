@@ -12,31 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import (
-    Dialect,
-    Docs,
-    Gate,
-    History,
-    Location,
-    Row,
-    Tool,
-    moment,
-    select,
-    utc,
-)
+from webhook.tools.base import Docs, Gate, Row, Tool, moment, one_table, rows_of, utc
 from webhook.versions import Recorded
-
-
-def location(dialect: Dialect) -> Location:
-    return Location(None, "django_migrations")
-
-
-def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-    return (select("app, name, applied", where, dialect, "ORDER BY id"),)
-
-
-def parse(results: Sequence[Sequence[Row]]) -> Recorded:
-    return django_history(results[0])
 
 
 def django_history(rows: Sequence[Row]) -> Recorded:
@@ -59,8 +36,8 @@ TOOL = Tool(
     gate=Gate(
         compare="names",
         matches=("at-least",),
-        history=History(location=location, queries=queries),
-        parse=parse,
+        history=one_table("django_migrations", "app, name, applied", "ORDER BY id"),
+        parse=rows_of(django_history),
         wanted="migrations",
         current="",
         docs=Docs(

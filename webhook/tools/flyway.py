@@ -9,34 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from webhook.tools.base import (
-    Dialect,
-    Docs,
-    Gate,
-    History,
-    Location,
-    Row,
-    Tool,
-    flag,
-    iso,
-    moment,
-    select,
-    utc,
-)
+from webhook.tools.base import Docs, Gate, Row, Tool, flag, iso, moment, one_table, rows_of, utc
 from webhook.versions import Recorded, version_key
 
-
-def location(dialect: Dialect) -> Location:
-    return Location(None, "flyway_schema_history")
-
-
-def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-    columns = "installed_rank, version, description, type, installed_on, success"
-    return (select(columns, where, dialect, "ORDER BY installed_rank"),)
-
-
-def parse(results: Sequence[Sequence[Row]]) -> Recorded:
-    return flyway_history(results[0])
+COLUMNS = "installed_rank, version, description, type, installed_on, success"
 
 
 def flyway_history(rows: Sequence[Row]) -> Recorded:
@@ -78,8 +54,8 @@ TOOL = Tool(
     gate=Gate(
         compare="ordered",
         matches=("at-least", "exact"),
-        history=History(location=location, queries=queries),
-        parse=parse,
+        history=one_table("flyway_schema_history", COLUMNS, "ORDER BY installed_rank"),
+        parse=rows_of(flyway_history),
         wanted="",
         current="",
         docs=Docs(

@@ -8,20 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import Dialect, Docs, Gate, History, Location, Row, Tool, flag, select
+from webhook.tools.base import Docs, Gate, Row, Tool, flag, one_table, rows_of
 from webhook.versions import Recorded
-
-
-def location(dialect: Dialect) -> Location:
-    return Location(None, "schema_migrations")
-
-
-def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-    return (select("version, dirty", where, dialect),)
-
-
-def parse(results: Sequence[Sequence[Row]]) -> Recorded:
-    return golang_migrate_history(results[0])
 
 
 def golang_migrate_history(rows: Sequence[Row]) -> Recorded:
@@ -42,8 +30,8 @@ TOOL = Tool(
     gate=Gate(
         compare="ordered",
         matches=("at-least", "exact"),
-        history=History(location=location, queries=queries),
-        parse=parse,
+        history=one_table("schema_migrations", "version, dirty"),
+        parse=rows_of(golang_migrate_history),
         wanted="",
         current="",
         docs=Docs(

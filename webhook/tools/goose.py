@@ -11,32 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import (
-    Dialect,
-    Docs,
-    Gate,
-    History,
-    Location,
-    Row,
-    Tool,
-    flag,
-    moment,
-    select,
-    utc,
-)
+from webhook.tools.base import Docs, Gate, Row, Tool, flag, moment, one_table, rows_of, utc
 from webhook.versions import Recorded
-
-
-def location(dialect: Dialect) -> Location:
-    return Location(None, "goose_db_version")
-
-
-def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-    return (select("version_id, is_applied, tstamp", where, dialect, "ORDER BY id DESC"),)
-
-
-def parse(results: Sequence[Sequence[Row]]) -> Recorded:
-    return goose_history(results[0])
 
 
 def goose_history(rows: Sequence[Row]) -> Recorded:
@@ -65,8 +41,8 @@ TOOL = Tool(
     gate=Gate(
         compare="ordered",
         matches=("at-least", "exact"),
-        history=History(location=location, queries=queries),
-        parse=parse,
+        history=one_table("goose_db_version", "version_id, is_applied, tstamp", "ORDER BY id DESC"),
+        parse=rows_of(goose_history),
         wanted="",
         current="",
         docs=Docs(

@@ -7,7 +7,7 @@ failed migration is rolled back where DDL is transactional and is not recorded.
 
 from __future__ import annotations
 
-from webhook.tools.base import Docs, Gate, Tool, highest_version, version_table
+from webhook.tools.base import Docs, Gate, Tool, highest_version, one_table
 
 TOOL = Tool(
     name="rails",
@@ -17,7 +17,7 @@ TOOL = Tool(
     gate=Gate(
         compare="ordered",
         matches=("at-least", "exact"),
-        history=version_table("schema_migrations"),
+        history=one_table("schema_migrations"),
         parse=highest_version,
         wanted="",
         current="",

@@ -12,30 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import (
-    Dialect,
-    Docs,
-    Gate,
-    History,
-    Location,
-    Row,
-    Tool,
-    select,
-    without_extension,
-)
+from webhook.tools.base import Docs, Gate, Row, Tool, one_table, rows_of, without_extension
 from webhook.versions import Recorded
 
 
-def location(dialect: Dialect) -> Location:
-    return Location(None, "SequelizeMeta")
-
-
-def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-    return (select("name", where, dialect),)
-
-
-def parse(results: Sequence[Sequence[Row]]) -> Recorded:
-    names = sorted(str(row[0]) for row in results[0])
+def sequelize_history(rows: Sequence[Row]) -> Recorded:
+    names = sorted(str(row[0]) for row in rows)
     return Recorded(
         True,
         without_extension(names[-1]) if names else None,
@@ -51,8 +33,8 @@ TOOL = Tool(
     gate=Gate(
         compare="names",
         matches=("at-least", "exact"),
-        history=History(location=location, queries=queries),
-        parse=parse,
+        history=one_table("SequelizeMeta", "name"),
+        parse=rows_of(sequelize_history),
         wanted="migration",
         current="",
         docs=Docs(

@@ -13,22 +13,10 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from webhook.tools.base import Dialect, Docs, Gate, History, Location, Row, Tool, moment, select
+from webhook.tools.base import Docs, Gate, Row, Tool, moment, one_table, rows_of
 from webhook.versions import Recorded
 
 _NUMBER = re.compile(r"\d+")
-
-
-def location(dialect: Dialect) -> Location:
-    return Location(None, "gorp_migrations")
-
-
-def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-    return (select("id, applied_at", where, dialect),)
-
-
-def parse(results: Sequence[Sequence[Row]]) -> Recorded:
-    return sql_migrate_history(results[0])
 
 
 def sql_migrate_history(rows: Sequence[Row]) -> Recorded:
@@ -54,8 +42,8 @@ TOOL = Tool(
     gate=Gate(
         compare="ordered",
         matches=("at-least", "exact"),
-        history=History(location=location, queries=queries),
-        parse=parse,
+        history=one_table("gorp_migrations", "id, applied_at"),
+        parse=rows_of(sql_migrate_history),
         wanted="",
         current="",
         docs=Docs(

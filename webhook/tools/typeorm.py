@@ -11,24 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from webhook.tools.base import Dialect, Docs, Gate, History, Location, Row, Tool, select
+from webhook.tools.base import Docs, Gate, Row, Tool, one_table, rows_of
 from webhook.versions import Recorded
 
 
-def location(dialect: Dialect) -> Location:
-    return Location(None, "migrations")
-
-
-def queries(where: Location, dialect: Dialect) -> tuple[str, ...]:
-    return (select("timestamp, name", where, dialect),)
-
-
-def parse(results: Sequence[Sequence[Row]]) -> Recorded:
-    rows = sorted(results[0], key=lambda row: int(row[0]))
+def typeorm_history(rows: Sequence[Row]) -> Recorded:
+    ordered = sorted(rows, key=lambda row: int(row[0]))
     return Recorded(
         True,
-        str(rows[-1][1]) if rows else None,
-        present=frozenset(str(row[1]) for row in rows),
+        str(ordered[-1][1]) if ordered else None,
+        present=frozenset(str(row[1]) for row in ordered),
     )
 
 
@@ -40,8 +32,8 @@ TOOL = Tool(
     gate=Gate(
         compare="names",
         matches=("at-least", "exact"),
-        history=History(location=location, queries=queries),
-        parse=parse,
+        history=one_table("migrations", "timestamp, name"),
+        parse=rows_of(typeorm_history),
         wanted="migration",
         current="",
         docs=Docs(
