@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
+from typing import IO
 
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from tests.support.lifecycle import Started
 from tests.support.net import free_port
 from tests.support.pki import CertificateAuthority, key_pem, new_key, public_pem
 
@@ -202,7 +202,7 @@ _PR_SET_PDEATHSIG = 1
 # --- the control plane -----------------------------------------------------------------
 
 
-class ControlPlane:
+class ControlPlane(Started):
     """etcd + kube-apiserver (RBAC) on random loopback ports, optionally kube-controller-manager.
 
     What other tests need is public: `kubeconfig` (admin, system:masters), `server`
@@ -245,18 +245,6 @@ class ControlPlane:
         self.start_seconds = 0.0
 
     # lifecycle
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         started = time.monotonic()

@@ -30,11 +30,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
+from typing import IO
 
 from tests.e2e.controlplane import Binaries, ControlPlane, ControlPlaneError, Process
 from tests.node.images import Image
+from tests.support.lifecycle import Started
 from tests.support.net import free_port
 
 GATEWAY = "10.244.7.1"
@@ -159,7 +159,7 @@ class PodNetwork:
             _sh("ip", "link", "del", BRIDGE)
 
 
-class Node:
+class Node(Started):
     """containerd, kubelet and kube-scheduler for one control plane, all state under `dir`."""
 
     def __init__(self, cluster: ControlPlane, binaries: Binaries, images: Sequence[Image]) -> None:
@@ -171,18 +171,6 @@ class Node:
         self.processes: list[Process] = []
         self.start_seconds = 0.0
         self._netns_before: set[str] = set()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def pod_logs(self) -> Path:

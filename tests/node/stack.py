@@ -21,8 +21,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Self, TypeVar
+from types import FrameType
+from typing import TypeVar
 
 import yaml
 
@@ -30,6 +30,7 @@ from tests.e2e.controlplane import ControlPlane, ensure_binaries
 from tests.e2e.harness import HarnessError, Kubectl, namespace_object, wait_for
 from tests.node import images
 from tests.node.node import GATEWAY, SUBNET, Node, PodNetwork
+from tests.support.lifecycle import Started
 from tests.support.servers import MariaDBServer, PostgresServer
 
 OVERLAY = Path(__file__).with_name("overlay")
@@ -48,7 +49,7 @@ INSTALL_TIMEOUT = 180.0
 T = TypeVar("T")
 
 
-class Stack:
+class Stack(Started):
     """Everything of the tier; `start()` brings it up in order, `stop()` takes it down."""
 
     def __init__(self) -> None:
@@ -60,18 +61,6 @@ class Stack:
         self.images: dict[str, images.Image] = {}
         self.timings: dict[str, float] = {}
         self._kubectl: Kubectl | None = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def kubectl(self) -> Kubectl:
