@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+# BootstrapError without certs.bootstrap: the Kubernetes client loads only where needed.
+from certs.errors import BootstrapError
 from webhook import logs
 from webhook.config import Config, ConfigError, StartupError
 from webhook.config_file import load_config
@@ -246,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _command(args)
+    except ConfigError as exc:
+        print(f"schemagate: config error: {exc}", file=sys.stderr)
+        return 2
+    except BootstrapError as exc:
+        print(f"schemagate: {exc}", file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "check":
@@ -265,14 +278,9 @@ def _check(args: argparse.Namespace) -> int:
     from webhook.check import CheckOptions, run
 
     logs.configure("error")  # a database that cannot be read is in the answer already
-    try:
-        config = load_config(args.config) if args.config else Config()
-    except ConfigError as exc:
-        print(f"schemagate: config error: {exc}", file=sys.stderr)
-        return 2
     options = CheckOptions(
         paths=args.paths,
-        config=config,
+        config=load_config(args.config) if args.config else Config(),
         excluded=excluded(args.webhook_namespace),
         namespace=args.namespace,
         lookup=not args.no_lookup,
@@ -295,9 +303,6 @@ def _status(args: argparse.Namespace) -> int:
             output=args.output,
         )
         code, text = run(options)
-    except ConfigError as exc:
-        print(f"schemagate: config error: {exc}", file=sys.stderr)
-        return 2
     except StatusError as exc:
         print(f"schemagate: {exc}", file=sys.stderr)
         return 2
@@ -306,24 +311,14 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _controller(args: argparse.Namespace) -> int:
-    from certs.bootstrap import BootstrapError
     from webhook.controller import run
 
     logs.configure(args.log_level)
-    try:
-        asyncio.run(run(load_config(args.config), args.kubeconfig))
-    except ConfigError as exc:
-        print(f"schemagate: config error: {exc}", file=sys.stderr)
-        return 2
-    except BootstrapError as exc:
-        print(f"schemagate: {exc}", file=sys.stderr)
-        return 1
+    asyncio.run(run(load_config(args.config), args.kubeconfig))
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    # Only what serving needs: the Kubernetes client waits for --cert-secret.
-    from certs.errors import BootstrapError
     from webhook.serve import ServeOptions, run
 
     logs.configure(args.log_level)
@@ -362,15 +357,9 @@ def _serve(args: argparse.Namespace) -> int:
         )
         _check_readable(options.client_ca)
         run(options)
-    except ConfigError as exc:
-        print(f"schemagate: config error: {exc}", file=sys.stderr)
-        return 2
     except StartupError as exc:
         print(f"schemagate: {exc}", file=sys.stderr)
         return 2
-    except BootstrapError as exc:
-        print(f"schemagate: {exc}", file=sys.stderr)
-        return 1
     except OSError as exc:
         print(
             f"schemagate: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr
@@ -415,7 +404,6 @@ def _certs(args: argparse.Namespace) -> int:
 
 
 async def _bootstrap(args: argparse.Namespace) -> int:
-    from certs.bootstrap import BootstrapError
     from webhook.certsync import UNCHANGED, CertSecret, ensure, renew_forever
 
     target = CertSecret(
@@ -431,11 +419,7 @@ async def _bootstrap(args: argparse.Namespace) -> int:
         logs.configure("info")
         await _until_terminated(renew_forever(target, args.every))
         return 0
-    try:
-        result = await ensure(target)
-    except BootstrapError as exc:
-        print(f"schemagate: {exc}", file=sys.stderr)
-        return 1
+    result = await ensure(target)
     for change in result.changes or (UNCHANGED,):
         print(change)
     return 0
