@@ -5,7 +5,6 @@ database that cannot be read under both on_unreachable policies."""
 from __future__ import annotations
 
 import datetime
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -48,22 +47,9 @@ def check(
     )
 
 
-def sqlite_history(path: Path, *versions: str) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    if not conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE name = 'flyway_schema_history'"
-    ).fetchone():
-        for sql in ddl.flyway("sqlite"):
-            conn.execute(sql)
-    start = conn.execute("SELECT count(*) FROM flyway_schema_history").fetchone()[0]
-    for rank, version in enumerate(versions, start + 1):
-        conn.execute(ddl.flyway_row(rank, version, f"step {version}"))
-    conn.close()
-
-
 def test_sqlite_denies_until_migrated_then_admits(tmp_path: Path) -> None:
     db = tmp_path / "orders.db"
-    sqlite_history(db, "1", "41")
+    ddl.flyway_sqlite(db, "1", "41")
     config = write_config(tmp_path / "config.yaml", {"url": f"sqlite:///{db}"})
 
     denied = check(config)
@@ -73,7 +59,7 @@ def test_sqlite_denies_until_migrated_then_admits(tmp_path: Path) -> None:
     assert as_json.returncode == 1
     compare("check/gate/denied.json", as_json.stdout)
 
-    sqlite_history(db, "42")
+    ddl.flyway_sqlite(db, "42")
     admitted = check(config)
     assert (admitted.returncode, admitted.stderr) == (0, "")
     compare("check/gate/admitted.txt", admitted.stdout)

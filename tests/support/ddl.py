@@ -17,6 +17,9 @@ Sources (the statements below follow them column for column):
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 
 def _q(dialect: str, *names: str | None) -> str:
     quote = "`" if dialect == "mysql" else '"'
@@ -77,6 +80,20 @@ def flyway_row(
         f"({rank}, {value}, '{description}', '{kind}', '{script}', 1, 'ci', '{on}', 12, "
         f"{'TRUE' if success else 'FALSE'})"
     )
+
+
+def flyway_sqlite(path: Path, *versions: str) -> None:
+    """Append applied `versions` to the Flyway history in the SQLite file at `path`,
+    creating the table (as Flyway does) when it is not there yet."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'flyway_schema_history'")
+    if exists.fetchone() is None:
+        for sql in flyway("sqlite"):
+            conn.execute(sql)
+    start = conn.execute("SELECT count(*) FROM flyway_schema_history").fetchone()[0]
+    for rank, version in enumerate(versions, start + 1):
+        conn.execute(flyway_row(rank, version, f"step {version}"))
+    conn.close()
 
 
 def liquibase(dialect: str) -> list[str]:

@@ -22,18 +22,6 @@ from webhook.versions import Recorded
 pytestmark = pytest.mark.component
 
 
-def history(path: Path, *versions: str) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'flyway_schema_history'")
-    if exists.fetchone() is None:
-        for sql in ddl.flyway("sqlite"):
-            conn.execute(sql)
-    start = conn.execute("SELECT count(*) FROM flyway_schema_history").fetchone()[0]
-    for rank, version in enumerate(versions, start + 1):
-        conn.execute(ddl.flyway_row(rank, version, f"step {version}"))
-    conn.close()
-
-
 def build(spec: dict[str, object], clock: FakeClock, metrics: Metrics | None = None) -> Lookups:
     config = parse_config(
         {"databases": {"orders": {"tool": "flyway", "namespaces": ["shop"], **spec}}}
@@ -57,12 +45,12 @@ def samples(metrics: Metrics, name: str) -> dict[tuple[str, ...], float]:
 
 async def test_answers_are_cached_for_the_age_the_caller_accepts(tmp_path: Path) -> None:
     db, clock, metrics = tmp_path / "orders.db", FakeClock(), Metrics()
-    history(db, "41")
+    ddl.flyway_sqlite(db, "41")
     lookups = build({"url": f"sqlite://{db}"}, clock, metrics)
     first = await lookups.get("orders", 5)
     assert (first.age, isinstance(first.found, Recorded) and first.found.latest) == (0.0, "41")
 
-    history(db, "42")  # the migration runs; a cached answer does not see it yet
+    ddl.flyway_sqlite(db, "42")  # the migration runs; a cached answer does not see it yet
     clock.now += 3
     cached = await lookups.get("orders", 5)
     assert (cached.found, cached.age) == (first.found, 3.0)
@@ -76,7 +64,7 @@ async def test_answers_are_cached_for_the_age_the_caller_accepts(tmp_path: Path)
 
 async def test_concurrent_requests_share_one_read(tmp_path: Path) -> None:
     db, metrics = tmp_path / "orders.db", Metrics()
-    history(db, "7")
+    ddl.flyway_sqlite(db, "7")
     lookups = build({"url": f"sqlite://{db}"}, FakeClock(), metrics)
     answers = await asyncio.gather(*(lookups.get("orders", 5) for _ in range(25)))
     lookups.close()
@@ -89,7 +77,7 @@ async def test_a_failure_is_remembered_briefly_then_read_again(tmp_path: Path) -
     lookups = build({"url": f"sqlite://{db}"}, clock, metrics)
     failed = await lookups.get("orders", 5)
     assert failed.found == Unreachable("not found")
-    history(db, "1")
+    ddl.flyway_sqlite(db, "1")
     clock.now += FAILURE_TTL / 2
     assert (await lookups.get("orders", 5)).found == failed.found
     clock.now += FAILURE_TTL
@@ -137,7 +125,7 @@ def test_start_names_a_missing_url_source(tmp_path: Path, monkeypatch: pytest.Mo
 async def test_url_file_is_read_again_after_a_failure(tmp_path: Path) -> None:
     """A rotated Secret is picked up: after a failed read the URL is resolved anew."""
     good, secret = tmp_path / "good.db", tmp_path / "url"
-    history(good, "3")
+    ddl.flyway_sqlite(good, "3")
     (tmp_path / "old.db").write_bytes(b"not a database, " * 64)
     secret.write_text(f"sqlite://{tmp_path / 'old.db'}\n")
     clock = FakeClock()
