@@ -6,9 +6,15 @@ import asyncio
 import functools
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from prometheus_client import Counter, Histogram
@@ -31,32 +37,24 @@ class BodyBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._free = limit
-        self._room = asyncio.Condition()
-        self._waiting = 0
+        self._freed = asyncio.Event()  # set by every give: waiters check for their room
 
     async def take(self, size: int, wait: float) -> int:
         """Take `size` bytes (at most the whole budget) and return what was taken;
         TimeoutError if there was no room within `wait` seconds."""
         size = min(size, self.limit)
-        if self._free >= size:
-            # Room now, the usual case: the same outcome as below without a timer or the
-            # lock, as nothing else runs between the check and the take.
-            self._free -= size
-            return size
-        self._waiting += 1
-        try:
-            async with asyncio.timeout(wait), self._room:
-                await self._room.wait_for(lambda: self._free >= size)
-                self._free -= size
-        finally:
-            self._waiting -= 1
+        if self._free < size:  # the usual case skips this: room now, and no timer
+            async with asyncio.timeout(wait):
+                while self._free < size:
+                    self._freed.clear()
+                    await self._freed.wait()
+        # Nothing else runs between the check and the take (one event loop).
+        self._free -= size
         return size
 
-    async def give(self, size: int) -> None:
+    def give(self, size: int) -> None:
         self._free += size
-        if self._waiting:  # only an oversized review ever waits: skip the lock otherwise
-            async with self._room:
-                self._room.notify_all()
+        self._freed.set()
 
 
 @dataclass
@@ -79,25 +77,51 @@ class State:
         self.budget = BodyBudget(self.limits.body_budget_bytes)
 
 
-STATE = web.AppKey("state", State)
 _JSON = {"Content-Type": "application/json"}  # as a header: skips content_type's parsing
+Handler = Callable[[State, web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
-def make_app(state: State) -> web.Application:
-    app = web.Application(client_max_size=review.MAX_BODY_BYTES)
-    app[STATE] = state
+def make_server(state: State, **options: Any) -> web.Server:
+    """aiohttp's low-level server over `state` (`options` go to each connection's
+    RequestHandler). Four fixed paths need no Application: its router and middleware
+    chain cost about 4 µs of every admission (bench/)."""
     state.metrics.in_flight.set_function(lambda: state.in_flight)
-    app.router.add_post("/mutate", mutate)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    return app
+    routes: dict[str, tuple[str, Handler]] = {
+        "/mutate": ("POST", mutate),
+        "/healthz": ("GET", healthz),
+        "/readyz": ("GET", readyz),
+        "/metrics": ("GET", metrics),
+    }
+
+    async def route(request: web.BaseRequest) -> web.StreamResponse:
+        found = routes.get(request.path)
+        if found is None:
+            raise web.HTTPNotFound()
+        method, handler = found
+        allowed = (method, "HEAD") if method == "GET" else (method,)
+        if request.method not in allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        return await handler(state, request)
+
+    loop = asyncio.get_running_loop()
+
+    def request_factory(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=review.MAX_BODY_BYTES
+        )
+
+    return web.Server(route, request_factory=request_factory, access_log=None, **options)
 
 
-async def mutate(request: web.Request) -> web.Response:
+async def mutate(state: State, request: web.BaseRequest) -> web.Response:
     """/mutate, in the order the steps run: who is calling, what they declare they send,
     room for the body, the body, the answer, its metrics and log line."""
-    state = request.app[STATE]
     refusal = _refused(state, request)
     if refusal is not None:
         return refusal
@@ -114,10 +138,10 @@ async def mutate(request: web.Request) -> web.Response:
             return decoded
         return await _answer(state, decoded)
     finally:
-        await state.budget.give(taken)
+        state.budget.give(taken)
 
 
-def _refused(state: State, request: web.Request) -> web.Response | None:
+def _refused(state: State, request: web.BaseRequest) -> web.Response | None:
     """The answer to a request refused on its client certificate or headers alone."""
     if state.tls is not None and state.tls.client_ca is not None:
         refusal = _client_refusal(request)
@@ -142,7 +166,7 @@ def _refused(state: State, request: web.Request) -> web.Response | None:
     return None
 
 
-async def _decode(state: State, request: web.Request) -> AdmissionRequest | web.Response:
+async def _decode(state: State, request: web.BaseRequest) -> AdmissionRequest | web.Response:
     """The decoded review, or the 4xx that answers a body too slow, too large or not one."""
     seconds = state.limits.body_seconds
     try:
@@ -200,7 +224,7 @@ def _observe(state: State, key: tuple[str, str, str], seconds: float) -> None:
     series[1].observe(seconds)
 
 
-def _client_refusal(request: web.Request) -> str | None:
+def _client_refusal(request: web.BaseRequest) -> str | None:
     """Why /mutate refuses this client, or None. TLS has verified any certificate it
     presented against the --client-ca; OpenSSL accepts one without an extended key usage
     for any purpose, so its clientAuth is checked here."""
@@ -232,17 +256,17 @@ def _bad(state: State, status: int, reason: str) -> web.Response:
     return web.Response(status=status, text=reason + "\n")
 
 
-async def healthz(_request: web.Request) -> web.Response:
+async def healthz(_state: State, _request: web.BaseRequest) -> web.Response:
     return web.Response(text="ok\n")
 
 
-async def readyz(request: web.Request) -> web.Response:
-    tls = request.app[STATE].tls
+async def readyz(state: State, _request: web.BaseRequest) -> web.Response:
+    tls = state.tls
     if tls is not None and tls.expired():
         return web.Response(status=503, text=f"serving certificate expired at {tls.expires}\n")
     return web.Response(text="ready\n")
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = request.app[STATE].metrics.render()
+async def metrics(state: State, _request: web.BaseRequest) -> web.Response:
+    body = state.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

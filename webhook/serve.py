@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, cast
 import uvloop
 from aiohttp import web
 
-from webhook.app import State, make_app
+from webhook.app import State, make_server
 from webhook.config import Config, StartupError
 from webhook.decide import excluded
 from webhook.limits import Limits
@@ -96,12 +96,8 @@ async def serve(options: ServeOptions) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    app = make_app(state)
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=options.grace_seconds,
+    server = make_server(
+        state,
         keepalive_timeout=limits.idle_seconds,
         # After an early answer (413, 408) read what is left of the body this long, so
         # the client sees the answer rather than a reset.
@@ -109,10 +105,10 @@ async def serve(options: ServeOptions) -> None:
         # The API server never compresses a review (webhook.app refuses Content-Encoding).
         auto_decompress=False,
     )
-    await runner.setup()
-    assert runner.server is not None
     # Around every request of every connection (each copies the handler when it opens).
-    runner.server.request_handler = _tracked(runner.server.request_handler)
+    server.request_handler = _tracked(server.request_handler)
+    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=options.grace_seconds)
+    await runner.setup()
     watcher = asyncio.create_task(
         tls.watch(options.reload_seconds, lambda result: metrics.cert_reloads.labels(result).inc())
     )

@@ -14,7 +14,7 @@ from tests.factories import deployment, review
 from tests.support import wording
 from tests.support.net import free_port
 from webhook import decide
-from webhook.app import State, make_app
+from webhook.app import State, make_server
 from webhook.config import Config
 from webhook.lookup import Lookups
 from webhook.tls import ServingTLS
@@ -31,7 +31,7 @@ async def test_internal_error_is_a_500_review_and_a_logged_traceback(
 
     monkeypatch.setattr(decide, "admit", broken)
     tls = ServingTLS(tls_dir / "tls.crt", tls_dir / "tls.key")
-    runner = web.AppRunner(make_app(State(Config(), Lookups({}), tls=tls)))
+    runner = web.ServerRunner(make_server(State(Config(), Lookups({}), tls=tls)))
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.context).start()
