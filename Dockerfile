@@ -4,12 +4,13 @@
 #   docker build -t ghcr.io/schemagate/schemagate:0.1.0 .
 #
 # Two stages on the same base, pinned by exact tag (pin a digest as well where your build
-# can resolve one: FROM python:3.11.11-slim-bookworm@sha256:...). The builder makes a
-# wheel of this project and a virtualenv at /opt/venv holding exactly the dependencies
-# pinned, with their hashes, in requirements.lock (`make lock` keeps it current with
-# pyproject.toml); the final stage copies only that venv, which has no pip. The venv's
-# interpreter is a symlink to /usr/local/bin/python3.11, so both stages must use the
-# same base image.
+# can resolve one: FROM python:3.11.11-slim-bookworm@sha256:...). The builder compiles
+# the pure core with mypyc into a wheel of this project (setup.py) and makes a virtualenv
+# at /opt/venv holding exactly the dependencies pinned, with their hashes, in
+# requirements.lock (`make lock` keeps it and requirements-build.lock current with
+# pyproject.toml); the final stage copies only that venv, which has no pip and no
+# compiler. The venv's interpreter is a symlink to /usr/local/bin/python3.11, so both
+# stages must use the same base image.
 #
 # The base is an ARG so that a build without registry access can name a local image
 # with the same layout (the end-to-end tier builds one with debootstrap); the default is
@@ -22,21 +23,33 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 
+# mypyc's C compiler, in the builder only.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 # Only what the wheel is built from (.dockerignore keeps the rest out of the context),
-# and the lock file.
-COPY requirements.lock pyproject.toml README.md ./
+# and the lock files.
+COPY requirements.lock requirements-build.lock pyproject.toml setup.py README.md ./
 COPY webhook ./webhook
 COPY certs ./certs
 
-# The wheel of this project alone; a venv without pip, filled by the builder's pip
-# (--python): the locked dependencies, each checked against its hashes, then the wheel
-# with no dependency resolution at all. Bytecode is compiled here, with hashes instead
-# of timestamps, because the running container cannot write it (read-only root
-# filesystem).
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+# Every dependency and build tool is downloaded once, each file checked against its
+# hash. The wheel is built in a build venv holding both locks, without build isolation,
+# so the build's tools are pinned too and mypyc type-checks against the same libraries
+# `make lint` does. Then a venv without pip, filled by the builder's pip (--python):
+# the locked dependencies, then the wheel with no dependency resolution at all. Bytecode
+# is compiled here, with hashes instead of timestamps, because the running container
+# cannot write it (read-only root filesystem).
+RUN python -m pip download --require-hashes --only-binary :all: --dest /deps \
+      -r requirements.lock -r requirements-build.lock \
+ && python -m venv /build \
+ && /build/bin/pip install --no-index --find-links /deps \
+      --no-deps --require-hashes --only-binary :all: -r requirements.lock -r requirements-build.lock \
+ && SCHEMAGATE_COMPILE=1 /build/bin/pip wheel --no-build-isolation --no-deps --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/venv \
- && python -m pip --python /opt/venv/bin/python install \
+ && python -m pip --python /opt/venv/bin/python install --no-index --find-links /deps \
       --no-deps --require-hashes --only-binary :all: -r requirements.lock \
  && python -m pip --python /opt/venv/bin/python install --no-deps /wheels/*.whl \
  && /opt/venv/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/venv/lib

@@ -13,12 +13,16 @@ KUBECTL ?= kubectl
 STAMP := $(VENV)/.installed
 
 LOCK := requirements.lock
+BUILD_LOCK := requirements-build.lock
 # The runtime dependencies of pyproject.toml, pinned with the hashes of every file of each
 # release, resolved against the package index alone: not this machine's pip
 # configuration (local wheel folders, constraints), which an image build never sees.
+# The build lock pins build-system.requires (setuptools, mypy for mypyc) the same way,
+# constrained by the runtime lock: the image's build venv installs both.
 PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
   $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
-  --no-emit-find-links --output-file
+  --no-emit-find-links
+BUILD_DEPS := --allow-unsafe --only-build-deps --build-deps-for wheel --constraint $(LOCK)
 
 .PHONY: help install deps run local-webhook test test-unit test-component test-e2e test-node cluster lint lock lock-upgrade fuzz bench image deploy clean
 
@@ -79,13 +83,15 @@ lint: $(STAMP) ## ruff, mypy (strict on webhook/ and certs/) and the import-laye
 	$(BIN)/lint-imports
 
 $(LOCK): pyproject.toml | $(STAMP)
-	$(PIP_COMPILE) $(LOCK) pyproject.toml
+	$(PIP_COMPILE) --output-file $(LOCK) pyproject.toml
 
-lock: $(STAMP) ## re-pin requirements.lock (with hashes) after pyproject.toml changed; keeps existing pins
-	$(PIP_COMPILE) $(LOCK) pyproject.toml
+lock: $(STAMP) ## re-pin the two lock files (with hashes) after pyproject.toml changed; keeps existing pins
+	$(PIP_COMPILE) --output-file $(LOCK) pyproject.toml
+	$(PIP_COMPILE) $(BUILD_DEPS) --output-file $(BUILD_LOCK) pyproject.toml
 
-lock-upgrade: $(STAMP) ## re-pin requirements.lock to the newest releases pyproject.toml allows
-	$(PIP_COMPILE) $(LOCK) --upgrade pyproject.toml
+lock-upgrade: $(STAMP) ## re-pin the two lock files to the newest releases pyproject.toml allows
+	$(PIP_COMPILE) --upgrade --output-file $(LOCK) pyproject.toml
+	$(PIP_COMPILE) $(BUILD_DEPS) --upgrade --output-file $(BUILD_LOCK) pyproject.toml
 
 fuzz: $(STAMP) ## long property-based fuzzing run of the codec and decisions
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/unit/test_fuzz.py -q

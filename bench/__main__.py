@@ -89,6 +89,7 @@ class Bench:
         self.failed = 0  # every request that failed, in any run, warm-ups included
         self.started = 0
         self.loop = "unknown"  # schemagate's event loop, as seen in its memory map
+        self.core = "unknown"  # compiled or python, seen the same way
 
     # -- servers ----------------------------------------------------------------------
 
@@ -161,7 +162,7 @@ class Bench:
         schemagate, reference = self.servers(sc.cache_ttl)
         pair = (schemagate, reference)
         with procs.running(*pair):
-            self.loop = schemagate.event_loop()
+            self.loop, self.core = schemagate.event_loop(), schemagate.core()
             for server in pair:
                 self.spot_check(server, sc.body)
                 self.saturate(server, sc.body, self.s.warmup_seconds)
@@ -472,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         results["burst"] = burst.run(work, args.quick)
         info["loadavg_end"] = _loadavg()
         info["schemagate_loop"] = bench.loop
+        info["schemagate_core"] = bench.core
         results["failed"] = bench.failed
         results["targets"] = targets(results, bench.failed) + burst.targets(results["burst"])
         results["seconds"] = round(time.monotonic() - started)

@@ -90,7 +90,9 @@ def startup(tls: Path, env: dict[str, str], runs: int = STARTUP_RUNS) -> dict[st
             else:
                 argv = procs.reference_argv(tls, port)
                 path = "/healthz"  # the reference has no /readyz
-            seconds = time_to_ready(argv, {**os.environ, **env}, tls / "ca.crt", port, path)
+            seconds = time_to_ready(
+                argv, {**os.environ, **procs.shipped(), **env}, tls / "ca.crt", port, path
+            )
             if i:  # the first start warms the page cache
                 times.append(seconds)
         out[name] = {

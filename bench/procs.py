@@ -9,6 +9,7 @@ core to itself, the same one for both, and the client's own cost never competes 
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import os
 import signal
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import ddl
+from tests.support import compiled, ddl
 from tests.support.net import free_port
 from tests.support.servers import PostgresServer
 
@@ -89,6 +90,11 @@ class Server:
 
     def peak_rss_kib(self) -> int:
         return self._status_kib("VmHWM")
+
+    def core(self) -> str:
+        """`compiled` if the process has the mypyc-compiled core loaded, else `python`."""
+        maps = Path(f"/proc/{self.proc.pid}/maps").read_text()
+        return "compiled" if "/webhook/decide.cpython-" in maps else "python"
 
     def event_loop(self) -> str:
         """`uvloop` if the process has uvloop's extension loaded, else `asyncio`."""
@@ -173,10 +179,17 @@ def reference_argv(tls_dir: Path, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+@functools.cache
+def shipped() -> dict[str, str]:
+    """The environment that runs schemagate as the image ships it: the core compiled by
+    setup.py (tests/support/compiled.py builds it here, or finds it cached)."""
+    return compiled.env(compiled.tree())
+
+
 def start_schemagate(config: Path, tls_dir: Path, log: Path, env: dict[str, str]) -> Server:
     port = free_port()
     argv = schemagate_argv(config, tls_dir, port)
-    return _start("schemagate", argv, log, tls_dir / "ca.crt", port, env)
+    return _start("schemagate", argv, log, tls_dir / "ca.crt", port, {**shipped(), **env})
 
 
 def start_reference(tls_dir: Path, log: Path) -> Server:

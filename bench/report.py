@@ -64,7 +64,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Benchmark of {results['commit']} on {results['date']}: {m['cpu_model']}, "
         f"{m['nproc']} cores ({m['placement']}), Python {m['python']}, aiohttp {m['aiohttp']}, "
-        f"event loop {m['schemagate_loop']}; load average {m['loadavg_start']} at the start, "
+        f"event loop {m['schemagate_loop']}, core {m['schemagate_core']}; "
+        f"load average {m['loadavg_start']} at the start, "
         f"{m['loadavg_end']} at the end.",
         "",
     ]

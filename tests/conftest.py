@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from certs.files import issue_to_dir
-from tests.support import summary
+from tests.support import compiled, summary
 from tests.support.servers import MariaDBServer, PostgresServer
 from webhook import accesslog, logs
 
@@ -25,6 +25,14 @@ CLUSTER_TIERS = ("e2e", "node")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(compiled.EXPECT_ENV) == "1":
+        import webhook.decide  # a module of the compiled core (setup.py)
+
+        if not webhook.decide.__file__ or not webhook.decide.__file__.endswith(".so"):
+            raise pytest.UsageError(
+                f"{compiled.EXPECT_ENV}=1 but webhook.decide is {webhook.decide.__file__}, not the "
+                "compiled extension: put the tree first on PYTHONPATH, --import-mode=append"
+            )
     if not hasattr(config, "workerinput"):  # the controlling process: workers inherit it
         folder = Path(tempfile.mkdtemp(prefix="schemagate-summary-"))
         os.environ[summary.ENV] = str(folder / "summary.jsonl")

@@ -48,7 +48,9 @@ TOOLS_PACKAGES = (
     "postgresql-client",
     "ca-certificates",
 )
-PYTHON_PACKAGES = (PYTHON, f"{PYTHON}-venv", "python3-pip", "ca-certificates")
+# The public image also carries the interpreter's C headers, which the Dockerfile's
+# builder compiles the core against (mypyc); the builder installs the compiler itself.
+PYTHON_PACKAGES = (PYTHON, f"{PYTHON}-venv", f"{PYTHON}-dev", "python3-pip", "ca-certificates")
 # Nothing sets it for a process in a container but the image's config.
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -49,6 +49,48 @@ def test_the_processes_are_non_root_on_a_read_only_root(kube: Kubectl) -> None:
         assert done.stdout.splitlines() == ["65532 65532", "Read-only file system"]
 
 
+def test_the_pods_run_the_core_compiled(kube: Kubectl) -> None:
+    """The Dockerfile's builder compiled the pure core with mypyc (setup.py): the serving
+    process has the extensions loaded, and the edges are Python."""
+    probe = (
+        "import sys\n"
+        "for name in ('webhook.decide', 'webhook.review', 'webhook.tools.flyway', 'webhook.app'):\n"
+        "    print(name, sys.modules[name].__file__.rsplit('.', 1)[-1])\n"
+    )
+    for pod in webhook_pods(kube):
+        name = pod["metadata"]["name"]
+        # The running server's own modules, read from its memory map (no second process).
+        maps = kube(
+            "exec",
+            "-n",
+            NAMESPACE,
+            name,
+            "--",
+            "/opt/venv/bin/python",
+            "-c",
+            "print(open('/proc/1/maps').read())",
+            check=True,
+        ).stdout
+        assert "/site-packages/webhook/decide.cpython-311" in maps, name
+        done = kube(
+            "exec",
+            "-n",
+            NAMESPACE,
+            name,
+            "--",
+            "/opt/venv/bin/python",
+            "-c",
+            "import webhook.app, webhook.tools.flyway\n" + probe,
+            check=True,
+        )
+        assert done.stdout.splitlines() == [
+            "webhook.decide so",
+            "webhook.review so",
+            "webhook.tools.flyway so",
+            "webhook.app py",
+        ]
+
+
 def test_the_bootstrap_pod_made_the_certificate_and_the_ca_bundle(kube: Kubectl) -> None:
     # The schemagate-certs Deployment, under its own account, did it at install.
     certs_logs = kube("logs", "-n", NAMESPACE, "-l", CERTS, "--tail=-1", check=True).stdout

@@ -1,5 +1,6 @@
-"""requirements.lock, from which the image installs: every runtime dependency of
-pyproject.toml pinned, with hashes, by pip-compile (`make lock`), and nothing stale."""
+"""requirements.lock and requirements-build.lock, from which the image installs: every
+runtime dependency and every build requirement of pyproject.toml pinned, with hashes, by
+pip-compile (`make lock`), nothing stale, and one version of what both pin."""
 
 from __future__ import annotations
 
@@ -7,20 +8,22 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.lock"
+BUILD_LOCK = ROOT / "requirements-build.lock"
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^ \\]+) \\$")
 
 
-def locked() -> dict[str, tuple[Version, list[str], list[str]]]:
+def locked(lock: Path = LOCK) -> dict[str, tuple[Version, list[str], list[str]]]:
     """name -> (version, hashes, what it is there for)."""
     found: dict[str, tuple[Version, list[str], list[str]]] = {}
     name = ""
-    for line in LOCK.read_text(encoding="utf-8").splitlines():
+    for line in lock.read_text(encoding="utf-8").splitlines():
         pin = PIN.match(line)
         if pin:
             name = canonicalize_name(pin[1])
@@ -47,14 +50,36 @@ def test_every_runtime_dependency_is_pinned_within_its_range() -> None:
     assert direct == {canonicalize_name(Requirement(r).name) for r in wanted}, "make lock"
 
 
-def test_every_pin_has_hashes_and_a_reason() -> None:
-    pins = locked()
-    assert len(pins) >= 20  # the dependencies and theirs
+def test_every_build_requirement_is_pinned_within_its_range() -> None:
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    pins = locked(BUILD_LOCK)
+    for requirement in map(Requirement, wanted):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is a build requirement but not in {BUILD_LOCK.name}"
+        assert requirement.specifier.contains(pins[name][0], prereleases=True), "make lock"
+    direct = {
+        n
+        for n, (_, _, via) in pins.items()
+        if "schemagate (pyproject.toml::build-system.requires)" in via
+    }
+    assert direct == {canonicalize_name(Requirement(r).name) for r in wanted}, "make lock"
+
+
+def test_what_both_locks_pin_they_pin_alike() -> None:
+    runtime, build = locked(LOCK), locked(BUILD_LOCK)
+    for name in runtime.keys() & build.keys():
+        assert runtime[name][:2] == build[name][:2], f"{name} differs between the locks"
+
+
+@pytest.mark.parametrize("lock", [LOCK, BUILD_LOCK], ids=lambda p: p.name)
+def test_every_pin_has_hashes_and_a_reason(lock: Path) -> None:
+    pins = locked(lock)
+    assert len(pins) >= (20 if lock == LOCK else 3)  # the dependencies and theirs
     for name, (_, hashes, via) in pins.items():
         assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
         assert via, f"{name} is pinned for no dependency: make lock"
     # Written by pip-compile as `make lock` runs it, with no machine-specific index.
-    header = LOCK.read_text(encoding="utf-8")
-    assert "pip-compile --generate-hashes" in header
+    header = lock.read_text(encoding="utf-8")
+    assert "pip-compile" in header and "--generate-hashes" in header
     assert "--index-url" not in header and "--find-links" not in header
     assert "--extra-index-url" not in header and "file://" not in header
