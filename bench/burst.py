@@ -56,6 +56,7 @@ from tests.e2e.harness import (
     render_local_overlay,
 )
 from tests.factories import deployment
+from webhook import accesslog
 
 CLIENTS = 16
 REPETITIONS = 3  # of each round, alternating without / with (1 with --quick)
@@ -429,6 +430,7 @@ class Step:
         self.schemagate.check_alive()
         self.cp.check_alive()
         stored, found = await verify(clients, docs, with_webhook)
+        await asyncio.sleep(2 * accesslog.FLUSH_SECONDS)  # the last lines reach the log
         lines = admissions(self.schemagate.log, log_offset, spaces)
         ops = sorted({str(e.get("operation")) for e in lines})
         failures = result.failures + stored

@@ -8,6 +8,7 @@ import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -93,14 +94,34 @@ def test_timestamps_match_datetime_to_the_millisecond() -> None:
         assert clock.stamp(now) == expected
 
 
-async def test_inside_the_loop_lines_go_out_together_at_the_end_of_the_iteration(
+async def test_inside_the_loop_lines_go_out_together_within_the_flush_interval(
     pipe: tuple[int, accesslog.Sink], at_level: logging.Logger
 ) -> None:
     read, sink = pipe
     at_level.setLevel(logging.INFO)
     for _ in range(3):
         _admit()
-    assert sink.buffer.count(b"\n") == 3 and sink.scheduled
-    await asyncio.sleep(0)
-    assert not sink.buffer
+    assert sink.buffer.count(b"\n") == 3 and sink.timer is not None
+    await asyncio.sleep(0)  # not at the end of the iteration: one write for many
+    assert sink.buffer.count(b"\n") == 3
+    await asyncio.sleep(accesslog.FLUSH_SECONDS + 0.05)
+    assert not sink.buffer and sink.timer is None
     assert os.read(read, 65536).count(b"\n") == 3
+
+
+async def test_a_full_buffer_is_written_at_once(tmp_path: Path, at_level: logging.Logger) -> None:
+    at_level.setLevel(logging.INFO)
+    path = tmp_path / "log"
+    with path.open("w") as stream:  # a file: a pipe holds less than FLUSH_BYTES
+        sink = accesslog.Sink(stream)
+        saved, accesslog._sink = accesslog._sink, sink
+        try:
+            _admit()
+            lines = accesslog.FLUSH_BYTES // len(sink.buffer) + 1
+            for _ in range(lines - 1):
+                _admit()
+            # The write that reached FLUSH_BYTES took everything with it, and the timer.
+            assert not sink.buffer and sink.timer is None
+            assert path.read_bytes().count(b"\n") == lines
+        finally:
+            accesslog._sink = saved
