@@ -28,7 +28,7 @@ class GateLookups(Protocol):
     ) -> tuple[AdmissionResponse, Found]: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per admission: see review.AdmissionRequest
 class Answered:
     response: AdmissionResponse
     mode: str  # decide.mode's route: pass, invalid, inject, gate or removed

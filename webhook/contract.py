@@ -49,7 +49,7 @@ class Invalid(ValueError):
     """A workload's schemagate label or annotations are wrong; str() says how."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per admission: see review.AdmissionRequest
 class InjectSpec:
     tool: str
     container: str | None
@@ -58,7 +58,7 @@ class InjectSpec:
     run: Run = "every-pod"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per admission: see review.AdmissionRequest
 class GateSpec:
     database: str
     required: str
@@ -66,7 +66,7 @@ class GateSpec:
     tool: str | None = None  # when named, it must be the database's configured tool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per admission: see review.AdmissionRequest
 class Declared:
     """Every schemagate annotation a Deployment carries, each one checked on its own
     whatever the mode (None: absent), so a malformed annotation is always a denial."""

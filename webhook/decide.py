@@ -42,7 +42,7 @@ def removed(kind: str) -> str:
     return f"schemagate removed what it injected: the {kind} is no longer in inject mode"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per admission: see review.AdmissionRequest
 class PendingGate:
     """A gate answer waiting on a lookup; `cleanup` ops still go out with an allow."""
 

@@ -33,7 +33,7 @@ from webhook.workloads import Workload
 NEXT_STEP = "Run the migrations first, then re-apply."
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per admission: see review.AdmissionRequest
 class GateCheck:
     """A lookup the request needs: which database, and what it must record."""
 

@@ -49,7 +49,7 @@ _SERVER_DEFAULTS: Mapping[str, Any] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per admission: see review.AdmissionRequest
 class Injection:
     ops: JsonPatch
     warnings: tuple[str, ...]
@@ -87,7 +87,7 @@ def build_container(
     return container
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per admission: see review.AdmissionRequest
 class Placement:
     """What schemagate places on a pod template; None: nothing of that kind."""
 

@@ -36,7 +36,7 @@ FAILURE_TTL = 1.0
 RECHECK_DENIAL_AFTER = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made per admission: see review.AdmissionRequest
 class Fetched:
     """What a database records (or why it could not be read), and how old that answer is."""
 
