@@ -84,6 +84,7 @@ lint: $(STAMP) ## ruff, mypy (strict on webhook/ and certs/) and the import-laye
 
 $(LOCK): pyproject.toml | $(STAMP)
 	$(PIP_COMPILE) --output-file $(LOCK) pyproject.toml
+	$(PIP_COMPILE) $(BUILD_DEPS) --output-file $(BUILD_LOCK) pyproject.toml
 
 lock: $(STAMP) ## re-pin the two lock files (with hashes) after pyproject.toml changed; keeps existing pins
 	$(PIP_COMPILE) --output-file $(LOCK) pyproject.toml
@@ -106,7 +107,7 @@ bench: $(STAMP) ## benchmark against a bare aiohttp reference server (~6 min); p
 	fi
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-image: $(LOCK) ## build the container image from requirements.lock (needs a Docker engine)
+image: $(LOCK) ## build the container image from the lock files (needs a Docker engine)
 	docker build -t schemagate:dev .
 
 deploy: ## install into the current kubectl context
