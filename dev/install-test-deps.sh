@@ -2,7 +2,8 @@
 # What every test tier needs on a fresh Debian 12 machine, installed only where missing
 # (run by `make test` and the tier targets; a no-op in well under a second when all is
 # there):
-#   component, reliability: PostgreSQL and MariaDB servers (throwaway instances);
+#   component, reliability: PostgreSQL and MariaDB servers (throwaway instances), and a
+#         C compiler and Python's headers for the core compiled as the image compiles it;
 #   e2e: etcd and Go 1.19 to build the control plane from Debian's kubernetes source;
 #   node: containerd, runc, the CNI plugins, iproute2 and iptables for a real node, and
 #         debootstrap, buildah and busybox-static to build its images.
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  postgresql mariadb-server
+  postgresql mariadb-server gcc libc6-dev python3.11-dev
   etcd-server etcd-client golang-1.19-go golang-github-modern-go-reflect2-dev openssl curl
   containerd runc containernetworking-plugins iproute2 iptables
   debootstrap buildah busybox-static

@@ -1,5 +1,5 @@
 """The core as the image ships it, compiled with mypyc (setup.py): every core module is
-an extension, and the whole unit tier passes against it.
+an extension, and the unit tier (but its checks of the repository) passes against it.
 
 mypyc checks declared types at run time where Python would not, and native classes
 behave as the declarations say rather than as Python allows: a difference there would
@@ -76,12 +76,27 @@ def test_every_core_module_loads_as_an_extension(tree: Path) -> None:
     assert not pure, f"loaded as Python, not compiled: {pure}"
 
 
+# What the unit tier checks of the repository rather than of the code: the image build
+# (it builds wheels of its own), the manifests, the Makefile, the locks, the test imports.
+NOT_THE_CORE = (
+    "test_dockerfile",
+    "test_manifests",
+    "test_makefile",
+    "test_lock",
+    "test_test_imports",
+)
+
+
 @pytest.mark.timeout(600)
 def test_the_unit_tier_passes_on_the_compiled_core(tree: Path) -> None:
+    ignored = [f"--ignore=tests/unit/{name}.py" for name in NOT_THE_CORE]
+    for option in ignored:
+        assert (ROOT / option.removeprefix("--ignore=")).is_file(), option
     done = subprocess.run(
         [
             str(PYTEST),
             "tests/unit",
+            *ignored,
             "--import-mode=append",
             "-p",
             "no:cacheprovider",
@@ -101,5 +116,5 @@ def test_the_unit_tier_passes_on_the_compiled_core(tree: Path) -> None:
     tail = done.stdout[-4000:] + done.stderr[-2000:]
     assert done.returncode == 0, tail
     passed = re.search(r"(\d+) passed", done.stdout)
-    assert passed is not None and int(passed.group(1)) > 1000, tail
+    assert passed is not None and int(passed.group(1)) > 900, tail
     assert " failed" not in done.stdout and " error" not in done.stdout, tail
