@@ -59,7 +59,8 @@ def test_the_pods_run_the_core_compiled(kube: Kubectl) -> None:
     )
     for pod in webhook_pods(kube):
         name = pod["metadata"]["name"]
-        # The running server's own modules, read from its memory map (no second process).
+        # The running server (PID 1) has the extension mapped; a second interpreter from
+        # the same image then names the file behind each module.
         maps = kube(
             "exec",
             "-n",
