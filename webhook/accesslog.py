@@ -55,17 +55,13 @@ class Sink:
 
     def write(self, line: bytes) -> None:
         self.buffer += line
-        if self.timer is not None and len(self.buffer) < FLUSH_BYTES:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
         if len(self.buffer) >= FLUSH_BYTES:
             self.flush()
-        else:
-            self.timer = loop.call_later(FLUSH_SECONDS, self.flush)
+        elif self.timer is None:
+            try:
+                self.timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+            except RuntimeError:
+                self.flush()
 
     def flush(self) -> None:
         if self.timer is not None:
