@@ -82,17 +82,21 @@ lint: $(STAMP) ## ruff, mypy (strict on webhook/ and certs/) and the import-laye
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Both lock files, the build lock after the runtime lock it is constrained by; $(1) is
+# passed to each pip-compile (--upgrade).
+define pin_locks
+	$(PIP_COMPILE) $(1) --output-file $(LOCK) pyproject.toml
+	$(PIP_COMPILE) $(BUILD_DEPS) $(1) --output-file $(BUILD_LOCK) pyproject.toml
+endef
+
 $(LOCK): pyproject.toml | $(STAMP)
-	$(PIP_COMPILE) --output-file $(LOCK) pyproject.toml
-	$(PIP_COMPILE) $(BUILD_DEPS) --output-file $(BUILD_LOCK) pyproject.toml
+	$(call pin_locks)
 
 lock: $(STAMP) ## re-pin the two lock files (with hashes) after pyproject.toml changed; keeps existing pins
-	$(PIP_COMPILE) --output-file $(LOCK) pyproject.toml
-	$(PIP_COMPILE) $(BUILD_DEPS) --output-file $(BUILD_LOCK) pyproject.toml
+	$(call pin_locks)
 
 lock-upgrade: $(STAMP) ## re-pin the two lock files to the newest releases pyproject.toml allows
-	$(PIP_COMPILE) --upgrade --output-file $(LOCK) pyproject.toml
-	$(PIP_COMPILE) $(BUILD_DEPS) --upgrade --output-file $(BUILD_LOCK) pyproject.toml
+	$(call pin_locks,--upgrade)
 
 fuzz: $(STAMP) ## long property-based fuzzing run of the codec and decisions
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/unit/test_fuzz.py -q
